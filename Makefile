@@ -1,0 +1,72 @@
+# sos-voice: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need (apt packages, a virtualenv with the project) and are idempotent.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.sos-voice-installed
+APT_PACKAGES := espeak-ng sox libportaudio2
+APT_TEST_PACKAGES := chromium pulseaudio
+# CPU torch: the wheel on this machine kind's disk; a GPU machine installs its own CUDA torch
+# first (then TORCH= skips this pin).
+TORCH ?= torch==2.13.0
+ZYRA ?= zyra==0.1.56
+OUT ?= out
+QUESTION ?= What causes a tsunami?
+
+.PHONY: setup system system-test demo test lint format bench clean
+
+## setup: system packages + virtualenv with the project and its dev extras
+setup: system $(STAMP)
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+system-test: system
+	@missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools
+	if [ -n "$(TORCH)" ]; then $(PIP) install -q "$(TORCH)"; fi
+	$(PIP) install -q -e ".[dev]"
+	# zyra ships the SOS catalog; its own requirements pin numpy<2 and pull far more than we need.
+	$(PIP) install -q --no-deps "$(ZYRA)"
+	touch $(STAMP)
+
+## demo: speak a bundled question, answer it on the offline default, write out/answer.wav
+demo: setup
+	@mkdir -p $(OUT)
+	espeak-ng -s 150 -w $(OUT)/question-22k.wav "$(QUESTION)"
+	sox -q $(OUT)/question-22k.wav -r 16000 -c 1 -b 16 $(OUT)/question.wav pad 0.5 0.8
+	$(VENV)/bin/sos-voice -v --wav $(OUT)/question.wav --out $(OUT)/answer.wav
+
+## test: everything the CI runs
+test: setup system-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+bench: setup
+	$(PY) bench/voice.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

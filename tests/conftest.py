@@ -1,0 +1,56 @@
+"""Shared fixtures: the real offline models, loaded once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm.catalog import Catalog
+from voice.config import Config, load_config
+
+SOS_DATA = Path(__file__).resolve().parents[2] / "shared" / "sos-data" / "sos_qa_pairs.jsonl"
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    """The default config as a CPU machine resolves it (environment ignored)."""
+    return load_config(environ={})
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return Catalog.load()
+
+
+@pytest.fixture(scope="session")
+def sos_pairs_path() -> Path:
+    """The 1,603 real SOS prompt/completion pairs from ../shared/sos-data."""
+    if not SOS_DATA.is_file():
+        pytest.skip(f"SOS data not found at {SOS_DATA}")
+    return SOS_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-init Qwen3 with the real Qwen3 tokenizer, saved once per session."""
+    from tests.tiny_models import build_tiny_qwen3
+
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))

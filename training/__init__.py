@@ -1,0 +1,1 @@
+"""QLoRA training and evaluation of the SOS adapter."""

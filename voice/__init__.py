@@ -1,0 +1,1 @@
+"""Realtime side of sos-voice: audio -> events -> text -> audio."""
