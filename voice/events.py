@@ -65,6 +65,14 @@ class SpeechStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class InputCommitted:
+    """A user audio turn was closed (by the VAD or an explicit commit) and will be transcribed."""
+
+    item_id: str
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptReady:
     """Final transcript of one user turn (also emitted for typed questions)."""
 
@@ -130,6 +138,7 @@ Event = (
     StatusChanged
     | SpeechStarted
     | SpeechStopped
+    | InputCommitted
     | TranscriptReady
     | ResponseStarted
     | ResponseTextDelta
