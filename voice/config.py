@@ -155,7 +155,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def replace(self, **sections: Mapping[str, Any]) -> Config:
-        """A copy with some keys changed, validated: ``cfg.replace(vad={"end_silence_ms": 300})``."""
+        """A validated copy with some keys changed: ``cfg.replace(vad={"end_silence_ms": 300})``."""
         merged = dataclasses.asdict(self)
         for name, values in sections.items():
             if name not in merged:
@@ -174,6 +174,8 @@ def _coerce(value: Any, expected: Any, where: str) -> Any:
         raise TypeError("union settings are not supported")
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # device indices: input_device = 2 or SOS_VOICE__AUDIO__INPUT_DEVICE=2
     if expected is bool:
         if isinstance(value, bool):
             return value

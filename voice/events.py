@@ -74,7 +74,7 @@ class InputCommitted:
 
 @dataclass(frozen=True, slots=True)
 class TranscriptReady:
-    """Final transcript of one user turn (also emitted for typed questions)."""
+    """Final transcript of one spoken user turn (typed questions need no transcript)."""
 
     item_id: str
     text: str
