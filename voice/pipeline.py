@@ -447,7 +447,7 @@ class Session:
                     )
                 )
                 if self._output is not None:
-                    await self._output.write(pcm, rate)
+                    await self._output.write(pcm, synth.sample_rate)
 
     # ----------------------------------------------------------------- helpers
     def _remember(self, question: str, answer: str) -> None:
