@@ -54,3 +54,19 @@ def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_models import build_tiny_qwen3
 
     return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@pytest.fixture(scope="session")
+def services(config: Config):
+    """The offline default models (catalog answerer, tiny.en, Piper joe), loaded once.
+
+    Loaded with its own short-lived loop: Services holds thread pools and models, nothing tied
+    to a particular event loop, so every async test can share it.
+    """
+    import asyncio
+
+    from voice.services import Services
+
+    loaded = asyncio.run(Services.load(config))
+    yield loaded
+    asyncio.run(loaded.aclose())

@@ -1,0 +1,236 @@
+"""The voice loop end to end on real models: spoken question in, spoken answer + link out.
+
+espeak-ng speaks the questions (with silence and noise around them), the real VAD cuts turns,
+the real tiny.en Whisper transcribes, the catalog answerer answers from the real SOS catalog,
+real Piper speaks, and Whisper listens to Piper's answer to check it says what the text says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llm.catalog import Catalog
+from tests.speech import concat_wavs, espeak_wav
+from voice.audio import WavSource, resample_pcm16
+from voice.events import (
+    Event,
+    ResponseAudio,
+    ResponseDone,
+    SpeechStarted,
+    TranscriptReady,
+)
+from voice.pipeline import Session
+from voice.services import Services
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    ("What causes a tsunami?", "tsunami", 0.5, None),
+    ("Where do hurricanes form?", "hurricane", 0.8, -38.0),
+    ("Why is the ocean getting more acidic?", "acid", 1.0, -35.0),
+    ("How fast is the Arctic sea ice melting?", "ice", 0.6, None),
+]
+
+
+class Recorder:
+    """Collects a session's events (the session's ``emit``)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def audio(self, response_id: str | None = None) -> tuple[bytes, int]:
+        chunks = [e for e in self.of(ResponseAudio) if response_id in (None, e.response_id)]
+        rate = chunks[0].sample_rate if chunks else 22050
+        return b"".join(c.pcm for c in chunks), rate
+
+
+async def feed_wav(session: Session, path: Path, *, realtime: bool = False) -> None:
+    async for frame in WavSource(path, 30, realtime=realtime).frames():
+        session.feed_audio(frame)
+    session.end_of_audio()
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def heard_back(services: Services, pcm: bytes, rate: int) -> str:
+    """What Whisper hears in the assistant's own speech."""
+    return services.transcriber.transcribe(resample_pcm16(pcm, rate, 16000))
+
+
+@pytest.mark.parametrize(("question", "topic", "lead", "noise"), QUESTIONS)
+async def test_spoken_question_gets_a_spoken_grounded_answer(
+    services: Services,
+    catalog: Catalog,
+    tmp_path: Path,
+    question: str,
+    topic: str,
+    lead: float,
+    noise: float | None,
+) -> None:
+    wav = espeak_wav(question, tmp_path / "q.wav", lead_s=lead, trail_s=1.0, noise_db=noise)
+    rec = Recorder()
+    session = Session(services, rec)
+    await feed_wav(session, wav)
+    await session.wait_idle()
+    await session.aclose()
+
+    transcripts = rec.of(TranscriptReady)
+    assert len(transcripts) == 1, transcripts
+    assert topic in transcripts[0].text.lower()
+    (done,) = rec.of(ResponseDone)
+    assert done.status == "completed", done.error
+    assert done.link is not None and catalog.is_catalog_url(done.link)
+    entry = catalog.by_url(done.link)
+    assert entry is not None
+    assert topic in (entry.title + " " + entry.description + " ".join(entry.keywords)).lower()
+    assert "http" not in done.text and "More information" not in done.text
+    latencies = done.timings.latencies_ms()
+    assert {"transcript", "first_text", "first_sentence", "first_audio", "done"} <= set(latencies)
+    assert all(v >= 0 for v in latencies.values())
+
+    pcm, rate = rec.audio(done.response_id)
+    assert len(pcm) / 2 / rate > 1.0
+    heard = words(heard_back(services, pcm, rate))
+    said = {w for w in words(done.text) if len(w) > 5}
+    assert said, done.text
+    assert len(heard & said) / len(said) >= 0.4, (heard, said)
+
+
+async def test_two_questions_in_one_recording_are_two_turns(
+    services: Services, tmp_path: Path
+) -> None:
+    first = espeak_wav("What causes a tsunami?", tmp_path / "a.wav", lead_s=0.4, trail_s=0.2)
+    second = espeak_wav("Tell me about hurricanes.", tmp_path / "b.wav", lead_s=0.2, trail_s=0.8)
+    both = concat_wavs([first, second], tmp_path / "both.wav", gap_s=1.5)
+    rec = Recorder()
+    session = Session(services, rec)
+    session.update(barge_in=False)  # a recording is not interrupted by its own next question
+    await feed_wav(session, both)
+    await session.wait_idle()
+    await session.aclose()
+
+    texts = [t.text.lower() for t in rec.of(TranscriptReady)]
+    assert len(texts) == 2, texts
+    assert "tsunami" in texts[0] and "hurricane" in texts[1]
+    dones = rec.of(ResponseDone)
+    assert [d.status for d in dones] == ["completed", "completed"]
+    assert "tsunami" in (dones[0].link or "") and "hurricane" in (dones[1].link or "")
+    # The second answer was given with the first in the history.
+    assert [m.role for m in session.history] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_barge_in_cancels_the_answer_at_the_speech_frame(
+    services: Services, tmp_path: Path
+) -> None:
+    first = espeak_wav("What causes a tsunami?", tmp_path / "a.wav", lead_s=0.3, trail_s=0.8)
+    second = espeak_wav("What about volcanoes?", tmp_path / "b.wav", lead_s=0.1, trail_s=0.8)
+    rec = Recorder()
+    session = Session(services, rec)
+    assert session.settings.barge_in
+    await feed_wav(session, first)
+    for _ in range(2000):  # until the answer is being spoken
+        if rec.of(ResponseAudio):
+            break
+        await asyncio.sleep(0.01)
+    assert rec.of(ResponseAudio), "no answer audio"
+    first_response = rec.of(ResponseAudio)[0].response_id
+
+    # The frame that makes the VAD say "speech" cancels the answer: no further frame is fed,
+    # only the loop turns over so the cancelled task can report.
+    async for frame in WavSource(second, 30).frames():
+        session.feed_audio(frame)
+        if len(rec.of(SpeechStarted)) == 2:
+            break
+    assert len(rec.of(SpeechStarted)) == 2
+    started_at = len(rec.events)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    first_done = [d for d in rec.of(ResponseDone) if d.response_id == first_response]
+    assert first_done and first_done[0].status == "cancelled"
+    later_audio = [
+        e
+        for e in rec.events[started_at:]
+        if isinstance(e, ResponseAudio) and e.response_id == first_response
+    ]
+    assert not later_audio
+    await session.aclose()
+
+
+async def test_half_duplex_ignores_speech_while_answering(
+    services: Services, tmp_path: Path
+) -> None:
+    first = espeak_wav("What causes a tsunami?", tmp_path / "a.wav", lead_s=0.3, trail_s=0.8)
+    second = espeak_wav("What about volcanoes?", tmp_path / "b.wav", lead_s=0.1, trail_s=0.8)
+    rec = Recorder()
+    session = Session(services, rec)
+    session.update(barge_in=False)
+    await feed_wav(session, first)
+    while not rec.of(ResponseAudio):
+        await asyncio.sleep(0.01)
+    await feed_wav(session, second)  # spoken over the answer: ignored
+    await session.wait_idle()
+    await session.aclose()
+    assert [d.status for d in rec.of(ResponseDone)] == ["completed"]
+    assert len(rec.of(TranscriptReady)) == 1
+
+
+async def test_typed_question(services: Services) -> None:
+    rec = Recorder()
+    session = Session(services, rec)
+    assert session.ask("What causes a tsunami?")
+    await session.wait_idle()
+    await session.aclose()
+    (done,) = rec.of(ResponseDone)
+    assert done.status == "completed" and "tsunami" in (done.link or "")
+    assert not rec.of(TranscriptReady)
+    pcm, _ = rec.audio()
+    assert np.abs(np.frombuffer(pcm, np.int16)).mean() > 100
+
+
+def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voice.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def test_cli_answers_a_wav_and_writes_the_spoken_answer(tmp_path: Path) -> None:
+    wav = espeak_wav("What causes a tsunami?", tmp_path / "q.wav")
+    out = tmp_path / "answer.wav"
+    result = run_cli("--wav", str(wav), "--out", str(out), "-v")
+    assert result.returncode == 0, result.stderr
+    assert "you:" in result.stdout and "tsunami" in result.stdout.lower()
+    link = re.search(
+        r"More information: (https://sos\.noaa\.gov/catalog/datasets/\S+)", result.stdout
+    )
+    assert link and "tsunami" in link.group(1)
+    assert "first_audio" in result.stderr
+    assert out.stat().st_size > 44 + 22050  # more than half a second of speech
+
+
+def test_cli_without_sound_card_says_what_to_do() -> None:
+    result = run_cli("--device", "0", timeout=60)
+    assert result.returncode == 2
+    assert "--list-devices" in result.stderr
+    assert "Traceback" not in result.stderr
+    listed = run_cli("--list-devices", timeout=60)
+    assert listed.returncode == 0
+    assert "Traceback" not in listed.stderr
