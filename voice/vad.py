@@ -1,0 +1,268 @@
+"""Turn detection: when did the visitor start speaking, and when have they finished?
+
+:class:`Endpointer` is a pure state machine over fixed-size frames (no I/O, no asyncio, no
+clocks): the same frames always give the same events, it costs microseconds per frame on the
+event loop, and tests can drive it with real recordings and exact expectations.
+
+Two detectors vote on each frame:
+
+* webrtcvad (GMM-based, good at telling voice from steady noise, but it flags clicks, music
+  and some broadband noise as speech);
+* an energy gate against an adaptive noise floor, so that a frame only counts as voiced if it
+  is also clearly louder than the room. The gate has hysteresis: a turn needs
+  ``START_MARGIN_DB`` above the floor to begin, while inside a turn ``CONTINUE_MARGIN_DB``
+  suffices, so that soft word endings do not end the turn early.
+
+Why SpeechStarted waits for ``min_speech_ms``: the Realtime protocol pairs every
+speech_started with a speech_stopped, and barge-in cancels the answer on speech_started. A
+door slam must do neither, so a candidate turn is announced only once it has lasted
+``min_speech_ms`` (its ``audio_ms`` is still the true start); shorter candidates vanish without
+events. The cost is at most ``min_speech_ms`` of extra delay before a barge-in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import webrtcvad
+
+from voice.config import VadConfig
+from voice.events import SpeechStarted, SpeechStopped
+
+SAMPLE_RATE = 16000
+
+TRAILING_KEEP_MS = 150
+"""Silence kept after the last voiced frame in a turn's audio (Whisper likes a little)."""
+ABSOLUTE_FLOOR_DBFS = -60.0
+"""Frames quieter than this are never speech (digital silence, a muted microphone)."""
+
+
+def frame_energy_dbfs(frame: bytes) -> float:
+    """RMS level of a PCM16 frame in dB relative to full scale (silence is clamped to -130)."""
+    x = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+    rms = math.sqrt(float(np.dot(x, x)) / max(len(x), 1))
+    return 20.0 * math.log10(max(rms, 1e-2) / 32768.0)
+
+
+class NoiseFloor:
+    """How loud the room is, so that only frames clearly louder than it can count as speech.
+
+    The reference level is the median frame level of the last ``HISTORY_S`` of background
+    (every frame outside a turn, and the unvoiced frames inside one): a median ignores the
+    short bursts of speech that precede a turn's detection. Two things keep it honest:
+
+    * a lower envelope (falls within tens of ms to any quieter frame, rises slowly) caps the
+      reference, so a stream that *begins* with speech is not taken for a loud room: the
+      first pause between words pulls the cap down;
+    * the margins grow with the spread of the background (median minus 10th percentile):
+      steady white noise varies by tenths of a dB from frame to frame, pink (fan-like) noise
+      by several dB, and a fixed margin would be either deaf in a quiet room or fooled in
+      a noisy one.
+
+    Starting a turn needs ``START_MARGIN_DB + 2 * spread`` above the reference; keeping a
+    turn going needs only ``CONTINUE_MARGIN_DB + spread`` (hysteresis), so soft word endings
+    do not end a turn, while steady noise after the question does not prolong it.
+    """
+
+    HISTORY_S = 2.0
+    START_MARGIN_DB = 6.0
+    CONTINUE_MARGIN_DB = 4.0
+    MAX_SPREAD_DB = 3.0
+    ENVELOPE_CAP_DB = 8.0
+    ENVELOPE_FALL_TAU_S = 0.05
+    ENVELOPE_RISE_DB_PER_S = 6.0
+
+    def __init__(self, frame_ms: int) -> None:
+        self._levels: deque[float] = deque(maxlen=max(1, round(self.HISTORY_S * 1000 / frame_ms)))
+        self._fall = 1.0 - math.exp(-frame_ms / 1000.0 / self.ENVELOPE_FALL_TAU_S)
+        self._rise = self.ENVELOPE_RISE_DB_PER_S * frame_ms / 1000.0
+        self._envelope: float | None = None
+        self._cached: tuple[float, float] | None = None
+
+    def track(self, level: float) -> None:
+        """Every frame's level feeds the lower envelope."""
+        if self._envelope is None or level < self._envelope:
+            env = level if self._envelope is None else self._envelope
+            self._envelope = env + self._fall * (level - env)
+        else:
+            self._envelope = min(level, self._envelope + self._rise)
+        self._cached = None
+
+    def add_background(self, level: float) -> None:
+        """A frame known not to be speech feeds the median."""
+        self._levels.append(level)
+        self._cached = None
+
+    @property
+    def reference_dbfs(self) -> float | None:
+        """The room's level as judged now (None until anything has been heard)."""
+        ref = self._reference()
+        return None if ref is None else ref[0]
+
+    def _reference(self) -> tuple[float, float] | None:
+        if self._cached is None and self._levels and self._envelope is not None:
+            levels = sorted(self._levels)  # ~70-200 values: cheaper than np.percentile
+            p10, p50 = levels[len(levels) // 10], levels[len(levels) // 2]
+            ref = min(p50, self._envelope + self.ENVELOPE_CAP_DB)
+            self._cached = (ref, min(p50 - p10, self.MAX_SPREAD_DB))
+        return self._cached
+
+    def threshold(self, in_turn: bool) -> float:
+        """The level a frame must exceed to count as speech (-inf before any background)."""
+        ref = self._reference()
+        if ref is None:
+            return -math.inf
+        level, spread = ref
+        if in_turn:
+            return level + self.CONTINUE_MARGIN_DB + spread
+        return level + self.START_MARGIN_DB + 2.0 * spread
+
+
+class Endpointer:
+    """webrtcvad-based turn detection over 16 kHz mono PCM16 frames of ``frame_ms``.
+
+    Speech starts after ``cfg.start_frames`` voiced frames within the last
+    ``cfg.start_window`` frames; the start offset is the first voiced frame of that window,
+    and ``cfg.preroll_ms`` of audio before it is kept so the first syllable is not cut. The
+    turn ends after ``cfg.end_silence_ms`` without a voiced frame (its end offset is the end of
+    the last voiced frame), or is forced to end ``cfg.max_turn_s`` after its start. Turns
+    whose speech (start to last voiced frame) is shorter than ``cfg.min_speech_ms`` are
+    dropped without any event. The frame counts are literal frames of ``frame_ms``.
+
+    Offsets (``audio_ms``) count from the first frame ever processed; :meth:`reset` forgets a
+    turn in progress but not the position in the stream or the noise estimate.
+    """
+
+    def __init__(self, cfg: VadConfig, frame_ms: int = 30) -> None:
+        if frame_ms not in (10, 20, 30):
+            raise ValueError(f"frame_ms must be 10, 20 or 30 (webrtcvad), not {frame_ms}")
+        cfg.validate()
+        self.cfg = cfg
+        self.frame_ms = frame_ms
+        self.frame_bytes = SAMPLE_RATE * frame_ms // 1000 * 2
+        self._vad = webrtcvad.Vad(cfg.aggressiveness)
+        self._preroll_frames = math.ceil(cfg.preroll_ms / frame_ms)
+        self._end_frames = max(1, math.ceil(cfg.end_silence_ms / frame_ms))
+        self._keep_frames = math.ceil(min(TRAILING_KEEP_MS, cfg.end_silence_ms) / frame_ms)
+        self._max_frames = max(1, math.ceil(cfg.max_turn_s * 1000 / frame_ms))
+        self._index = 0  # index of the next frame in the stream
+        self._noise = NoiseFloor(frame_ms)
+        self.reset()
+
+    # ------------------------------------------------------------------ public
+    @property
+    def in_speech(self) -> bool:
+        """True between a SpeechStarted and its SpeechStopped."""
+        return self._confirmed
+
+    @property
+    def position_ms(self) -> int:
+        """How much audio has been processed, in ms."""
+        return self._index * self.frame_ms
+
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """The current estimate of the room's level (None before the first frame)."""
+        return self._noise.reference_dbfs
+
+    def reset(self) -> None:
+        """Forget any turn in progress and the pre-roll (e.g. after the input was cleared)."""
+        self._window: deque[bool] = deque(maxlen=self.cfg.start_window)
+        self._history: deque[bytes] = deque(maxlen=self._preroll_frames + self.cfg.start_window)
+        self._turn: list[bytes] | None = None  # audio of the open (candidate) turn
+        self._turn_first = 0  # stream index of the turn's first audio frame (pre-roll)
+        self._start = 0  # stream index of the first voiced frame
+        self._last_voiced = 0  # stream index of the latest voiced frame
+        self._confirmed = False
+        self._preroll_from = self._index  # pre-roll never reaches back before this frame
+
+    def process(self, frame: bytes) -> list[SpeechStarted | SpeechStopped]:
+        """Feed one frame; returns the events it caused (usually none)."""
+        if len(frame) != self.frame_bytes:
+            raise ValueError(
+                f"VAD frame must be {self.frame_bytes} bytes ({self.frame_ms} ms of 16 kHz mono "
+                f"PCM16), got {len(frame)}"
+            )
+        index = self._index
+        self._index += 1
+        voiced = self._is_voiced(frame)
+        self._history.append(frame)
+        if self._turn is None:
+            self._window.append(voiced)
+            if sum(self._window) < self.cfg.start_frames:
+                return []
+            return self._open_turn(index)
+        self._turn.append(frame)
+        events: list[SpeechStarted | SpeechStopped] = []
+        if voiced:
+            self._last_voiced = index
+            events += self._maybe_confirm()
+        silent_too_long = index - self._last_voiced >= self._end_frames
+        too_long = index + 1 - self._start >= self._max_frames
+        if silent_too_long or too_long:
+            events += self._close_turn()
+        return events
+
+    def flush(self) -> list[SpeechStopped]:
+        """End of the stream: close an open turn if it was long enough."""
+        if self._turn is None:
+            return []
+        return [e for e in self._close_turn() if isinstance(e, SpeechStopped)]
+
+    # ------------------------------------------------------------------ internals
+    def _is_voiced(self, frame: bytes) -> bool:
+        """webrtcvad's verdict, vetoed when the frame is not clearly louder than the room."""
+        level = frame_energy_dbfs(frame)
+        in_turn = self._turn is not None
+        voiced = (
+            level >= ABSOLUTE_FLOOR_DBFS
+            and level > self._noise.threshold(in_turn)
+            and self._vad.is_speech(frame, SAMPLE_RATE)
+        )
+        self._noise.track(level)
+        if not (in_turn and voiced):
+            self._noise.add_background(level)
+        return voiced
+
+    def _open_turn(self, index: int) -> list[SpeechStarted | SpeechStopped]:
+        window = list(self._window)
+        base = index - len(window) + 1  # stream index of window[0]
+        voiced_at = [base + i for i, flag in enumerate(window) if flag]
+        first_voiced = voiced_at[0]
+        history = list(self._history)  # ends with the current frame
+        oldest = index - len(history) + 1
+        first = max(oldest, first_voiced - self._preroll_frames, self._preroll_from)
+        self._turn = history[first - oldest :]
+        self._turn_first = first
+        self._start = first_voiced
+        self._last_voiced = voiced_at[-1]
+        self._window.clear()
+        return self._maybe_confirm()
+
+    def _maybe_confirm(self) -> list[SpeechStarted | SpeechStopped]:
+        if self._confirmed:
+            return []
+        speech_ms = (self._last_voiced + 1 - self._start) * self.frame_ms
+        if speech_ms < self.cfg.min_speech_ms:
+            return []
+        self._confirmed = True
+        return [SpeechStarted(audio_ms=self._start * self.frame_ms)]
+
+    def _close_turn(self) -> list[SpeechStarted | SpeechStopped]:
+        assert self._turn is not None
+        events: list[SpeechStarted | SpeechStopped] = []
+        if self._confirmed:
+            end = min(self._index, self._last_voiced + 1 + self._keep_frames)
+            audio = b"".join(self._turn[: end - self._turn_first])
+            events.append(
+                SpeechStopped(audio_ms=(self._last_voiced + 1) * self.frame_ms, audio=audio)
+            )
+        self._turn = None
+        self._confirmed = False
+        self._window.clear()
+        # The next turn's pre-roll must not repeat this turn's audio (after a forced end the
+        # speaker is still talking; after a short end_silence_ms the pre-roll could reach back).
+        self._preroll_from = self._index
+        return events
