@@ -103,10 +103,8 @@ def espeak_wav(
         raw = Path(tmp) / "espeak.wav"
         _run([espeak, "-v", voice, "-s", str(speed), "-w", str(raw), text])
         padded = Path(tmp) / "padded.wav"
-        _run(
-            [sox, str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(padded)]
-            + ["pad", f"{lead_s:g}", f"{trail_s:g}"]
-        )
+        convert = [sox, str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(padded)]
+        _run([*convert, "pad", f"{lead_s:g}", f"{trail_s:g}"])
         pcm, _ = read_pcm16(padded)
     x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
     if noise_db is not None:

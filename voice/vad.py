@@ -146,7 +146,7 @@ class Endpointer:
         self._preroll_frames = math.ceil(cfg.preroll_ms / frame_ms)
         self._end_frames = max(1, math.ceil(cfg.end_silence_ms / frame_ms))
         self._keep_frames = math.ceil(min(TRAILING_KEEP_MS, cfg.end_silence_ms) / frame_ms)
-        self._max_frames = max(1, math.ceil(cfg.max_turn_s * 1000 / frame_ms))
+        self._max_frames = max(1, math.floor(cfg.max_turn_s * 1000 / frame_ms))  # never longer
         self._index = 0  # index of the next frame in the stream
         self._noise = NoiseFloor(frame_ms)
         self.reset()
