@@ -1,0 +1,330 @@
+"""``sos-voice --serve``: the Realtime-compatible WebSocket service, health, metrics, web page.
+
+One :class:`Server` owns the listening socket, the connections and the metrics; every
+connection gets its own :class:`voice.pipeline.Session` and all share the loaded
+:class:`voice.services.Services`. Policy rejections (origin, token, capacity) happen after the
+WebSocket handshake, as an ``error`` event plus a close code with a reason, because a browser
+can read those but cannot read an HTTP error status of a failed handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from voice.config import Config, ConfigError, VadConfig
+from voice.events import Event
+from voice.server.config import ServerConfig, is_loopback
+from voice.server.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
+    CLOSE_TIMEOUT_S,
+    CLOSE_TRY_LATER,
+    Connection,
+    SessionFactory,
+    SessionLike,
+)
+from voice.server.http import json_response, not_found, read_static, static_path
+from voice.server.metrics import Metrics
+from voice.server.protocol import dumps, error_event
+from voice.server.security import (
+    origin_ok,
+    select_subprotocol,
+    token_ok,
+    validate_token,
+)
+
+log = logging.getLogger(__name__)
+
+WS_PATHS = ("/v1/realtime", "/realtime", "")
+DEFAULT_WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+DEFAULT_MODEL = "sos-voice"
+MAX_INCOMING_FRAMES = 8
+
+
+def default_session_factory(
+    services: Any, emit: Callable[[Event], None], vad: VadConfig, barge_in: bool
+) -> SessionLike:
+    from voice.pipeline import Session, SessionSettings
+
+    return Session(services, emit, SessionSettings(vad=vad, barge_in=barge_in))
+
+
+def _settings_from(config: Config, given: Any) -> Any:
+    """The ``[server]`` settings: given explicitly, else ``config.server`` once the lead has
+    added it, else the defaults. Read by attribute only, so either dataclass works."""
+    if given is not None:
+        return given
+    return getattr(config, "server", None) or ServerConfig()
+
+
+class Server:
+    """The WebSocket + HTTP server. ``await start()``, then ``await stop()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        services: Any,
+        settings: ServerConfig | None = None,
+        *,
+        session_factory: SessionFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.services = services
+        self.settings = _settings_from(config, settings)
+        self.metrics = Metrics(self.settings.metrics_window)
+        self._session_factory = session_factory or default_session_factory
+        self._connections: set[Connection] = set()
+        self._ws: WsServer | None = None
+        self._stopping = False
+        self._origins = _origins(self.settings)
+        root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
+        self._web_root = Path(root).expanduser().resolve()
+        self.host = ""
+        self.port = 0
+        self.tls = False
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Bind and start accepting; ConfigError (with the fix) if the settings are unsafe."""
+        s = self.settings
+        host = s.host if host is None else host
+        port = s.port if port is None else port
+        if hasattr(s, "validate"):
+            s.validate()
+        validate_token(s.token)
+        if not s.token and not is_loopback(host):
+            raise ConfigError(
+                f"refusing to serve on {host or 'all interfaces'!r} without a token: set "
+                "server.token (or SOS_VOICE__SERVER__TOKEN), or bind to 127.0.0.1"
+            )
+        ssl_context = _ssl_context(s) if s.tls_cert else None
+        ping = s.ping_interval_s or None
+        self._ws = await ws_serve(
+            self._handler,
+            host,
+            port,
+            process_request=self._process_request,
+            select_subprotocol=lambda _conn, offered: select_subprotocol(offered),
+            compression=None,  # audio does not compress; deflate would cost CPU per frame
+            max_size=2 * s.max_message_bytes,
+            max_queue=MAX_INCOMING_FRAMES,
+            ping_interval=ping,
+            ping_timeout=ping,
+            close_timeout=CLOSE_TIMEOUT_S,
+            server_header="sos-voice",
+            ssl=ssl_context,
+        )
+        sock = next(iter(self._ws.sockets))
+        self.host, self.port = host, sock.getsockname()[1]
+        self.tls = ssl_context is not None
+        log.info("serving %s (page: %s)", self.ws_url, self.http_url)
+
+    @property
+    def ws_url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self._netloc()}/v1/realtime"
+
+    @property
+    def http_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self._netloc()}/"
+
+    def _netloc(self) -> str:
+        host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @property
+    def sessions(self) -> int:
+        return len(self._connections)
+
+    async def stop(self) -> None:
+        """Close every session with 1001 and stop listening; waits for the handlers."""
+        self._stopping = True
+        for conn in list(self._connections):
+            conn.shutdown(CLOSE_GOING_AWAY, "server shutting down")
+        if self._ws is not None:
+            self._ws.close(close_connections=True)
+            await self._ws.wait_closed()
+
+    # ----------------------------------------------------------------- HTTP
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if upgrade:
+            if path.rstrip("/") not in WS_PATHS:
+                return not_found()
+            return None
+        if path == "/healthz":
+            return json_response(503 if self._stopping else 200, self.health())
+        if path == "/metrics":
+            return json_response(200, self.metrics_snapshot())
+        if self.settings.serve_web:
+            file = static_path(self._web_root, path)
+            if file is not None:
+                return await asyncio.to_thread(read_static, file)
+        return not_found()
+
+    def health(self) -> dict[str, Any]:
+        describe = getattr(self.services, "describe", None)
+        models = describe() if callable(describe) else {}
+        return {
+            "ok": not self._stopping,
+            "sessions": self.sessions,
+            "max_sessions": self.settings.max_sessions,
+            "models": models,
+        }
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        snap = self.metrics.snapshot()
+        snap["sessions"]["max"] = self.settings.max_sessions
+        snap["send_queue_bytes_now"] = sum(c.queue.bytes for c in self._connections)
+        return snap
+
+    # ----------------------------------------------------------------- WebSocket
+    async def _handler(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        headers = request.headers
+        if not origin_ok(headers, self._origins):
+            origin = headers.get("Origin", "")
+            await self._reject(
+                ws,
+                CLOSE_POLICY,
+                "origin not allowed",
+                "origin_not_allowed",
+                f"origin {origin!r} is not allowed (server.allowed_origins)",
+            )
+            return
+        if not token_ok(self.settings.token, headers):
+            await self._reject(
+                ws,
+                CLOSE_POLICY,
+                "invalid or missing token",
+                "invalid_api_key",
+                "a valid token is required: 'Authorization: Bearer TOKEN' or the subprotocol "
+                "'openai-insecure-api-key.TOKEN'",
+            )
+            return
+        if self._stopping:
+            await self._reject(
+                ws,
+                CLOSE_GOING_AWAY,
+                "server shutting down",
+                "server_stopping",
+                "the server is shutting down",
+            )
+            return
+        if len(self._connections) >= self.settings.max_sessions:
+            limit = self.settings.max_sessions
+            await self._reject(
+                ws,
+                CLOSE_TRY_LATER,
+                f"server full ({limit} sessions)",
+                "server_full",
+                f"all {limit} sessions are in use; try again later",
+            )
+            return
+        model = parse_qs(urlsplit(request.path).query).get("model", [DEFAULT_MODEL])[0][:100]
+        try:
+            conn = Connection(
+                ws,
+                services=self.services,
+                settings=self.settings,
+                metrics=self.metrics,
+                session_factory=self._session_factory,
+                model=model,
+            )
+        except Exception:
+            log.exception("could not start a session")
+            await self._reject(
+                ws,
+                CLOSE_INTERNAL,
+                CLOSE_TIMEOUT_S,
+                "could not start a session",
+                "server_error",
+                "the server could not start a session",
+                kind="server_error",
+            )
+            return
+        self._connections.add(conn)
+        self.metrics.session_opened()
+        try:
+            await conn.run()
+        except Exception:
+            log.exception("session %s failed", conn.wire.id)
+        finally:
+            self._connections.discard(conn)
+
+    async def _reject(
+        self,
+        ws: ServerConnection,
+        close_code: int,
+        reason: str,
+        code: str,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+    ) -> None:
+        """Tell the client why (an error event, then the close reason) and close."""
+        self.metrics.reject(code)
+        log.info("rejected %s: %s", ws.remote_address, reason)
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await ws.send(dumps(error_event(code, message, type=kind)))  # type: ignore[arg-type]
+            await ws.close(close_code, reason)
+
+
+def _origins(settings: Any) -> tuple[str, ...]:
+    origins = getattr(settings, "origins", None)
+    if callable(origins):
+        return tuple(origins())
+    parts = str(settings.allowed_origins).replace(" ", ",").split(",")
+    return tuple(p.strip().rstrip("/").lower() for p in parts if p.strip())
+
+
+def _ssl_context(settings: Any) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(
+            str(Path(settings.tls_cert).expanduser()), str(Path(settings.tls_key).expanduser())
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"server.tls_cert/tls_key: cannot load the certificate: {exc}") from exc
+    return context
+
+
+async def serve(
+    config: Config,
+    services: Any,
+    *,
+    host: str,
+    port: int,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    settings: ServerConfig | None = None,
+    session_factory: SessionFactory | None = None,
+) -> None:
+    """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound."""
+    server = Server(config, services, settings, session_factory=session_factory)
+    await server.start(host, port)
+    if ready is not None:
+        ready.set()
+    try:
+        if stop is None:
+            await asyncio.Future()
+        else:
+            await stop.wait()
+    finally:
+        await server.stop()

@@ -1,0 +1,524 @@
+"""One client: a WebSocket, its own Session (own history), an outgoing queue and a writer.
+
+The reader applies client events to the Session in the order they arrive; the Session's events
+come back through ``emit`` (synchronous, on the loop), are mapped to Realtime events and put on
+a byte-bounded queue that a writer task drains into the socket. Nothing here waits on a model:
+the Session runs models on the shared executors, so a slow client or a slow turn never holds up
+another connection. When the client goes away, its response is cancelled at once so the shared
+models stop working for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from llm.catalog import CatalogEntry, CatalogError
+from voice.audio import SAMPLE_RATE, Resampler
+from voice.config import VadConfig
+from voice.events import (
+    ErrorEvent,
+    Event,
+    InputCommitted,
+    ResponseDone,
+    ResponseStarted,
+    TranscriptReady,
+)
+from voice.server.config import ServerConfig
+from voice.server.mapper import Outgoing, RealtimeMapper
+from voice.server.metrics import Metrics
+from voice.server.protocol import (
+    AudioAppend,
+    AudioClear,
+    AudioCommit,
+    ClientEvent,
+    ItemCreate,
+    ItemTruncate,
+    ProtocolError,
+    ResponseCancel,
+    ResponseCreate,
+    SessionPatch,
+    SessionUpdate,
+    TurnDetection,
+    WireSession,
+    aggressiveness_to_threshold,
+    check_pcm16,
+    dumps,
+    error_event,
+    error_from,
+    new_id,
+    parse_client_event,
+    parse_session_update,
+    threshold_to_aggressiveness,
+)
+from voice.server.sendqueue import SendQueue
+
+log = logging.getLogger(__name__)
+
+# Close codes (RFC 6455) and the reasons sent with them; see docs/protocol.md.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # idle timeout, server shutting down
+CLOSE_POLICY = 1008  # bad token, origin not allowed, client not reading
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013  # server full
+CLOSE_TIMEOUT_S = 3.0
+
+
+class SessionLike(Protocol):
+    """What the connection needs of :class:`voice.pipeline.Session` (a fake in unit tests)."""
+
+    id: str
+    settings: Any
+
+    @property
+    def busy(self) -> bool: ...
+
+    def update(self, **changes: object) -> Any: ...
+    def feed_audio(self, pcm16: bytes) -> None: ...
+    def commit_audio(self) -> str | None: ...
+    def clear_audio(self) -> None: ...
+    def add_user_text(self, text: str) -> str: ...
+    def respond(self) -> str | None: ...
+    def cancel(self) -> bool: ...
+    async def wait_idle(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+SessionFactory = Callable[[Any, Callable[[Event], None], VadConfig, bool], SessionLike]
+"""(services, emit, vad, barge_in) -> a Session configured for server VAD."""
+
+
+class _InputStream:
+    """Client audio at any rate -> 16 kHz PCM16 for the Session, resampled without clicks."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._resampler = Resampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
+
+    def convert(self, pcm: bytes) -> bytes:
+        if self._resampler is None:
+            return pcm
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
+        return _to_pcm16(self._resampler.process(x))
+
+    def flush(self) -> bytes:
+        return b"" if self._resampler is None else _to_pcm16(self._resampler.flush())
+
+    def reset(self) -> None:
+        if self._resampler is not None:
+            self._resampler.reset()
+
+
+def _to_pcm16(x: np.ndarray) -> bytes:
+    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+class Connection:
+    """Serves one accepted WebSocket until it closes; see the module docstring."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        *,
+        services: Any,
+        settings: ServerConfig,
+        metrics: Metrics,
+        session_factory: SessionFactory,
+        model: str,
+    ) -> None:
+        self.ws = ws
+        self._services = services
+        self._settings = settings
+        self._metrics = metrics
+        cfg = services.config
+        self._base_vad = dataclasses.replace(
+            cfg.vad, max_turn_s=min(cfg.vad.max_turn_s, settings.max_turn_audio_s)
+        )
+        self.session = session_factory(services, self._emit, self._base_vad, cfg.pipeline.barge_in)
+        self.wire = WireSession(
+            id=self.session.id,
+            model=model,
+            voice=_voice_name(services),
+            binary_output_sample_rate=int(services.synthesizer.sample_rate),
+            turn_detection=TurnDetection(
+                threshold=aggressiveness_to_threshold(cfg.vad.aggressiveness),
+                prefix_padding_ms=cfg.vad.preroll_ms,
+                silence_duration_ms=cfg.vad.end_silence_ms,
+                create_response=True,
+                interrupt_response=cfg.pipeline.barge_in,
+            ),
+        )
+        self.mapper = RealtimeMapper(lambda: self.wire)
+        self.queue = SendQueue(settings.send_queue_bytes)
+        self._inputs = {
+            "json": _InputStream(self.wire.input_audio_sample_rate),
+            "binary": _InputStream(self.wire.binary_input_sample_rate),
+        }
+        self._loop = asyncio.get_running_loop()
+        self._last_activity = self._loop.time()
+        self._closing = False
+        self.close_reason = "client"
+        self._committed_pending: set[str] = set()  # audio items not yet transcribed
+        self._respond_after_transcript = False
+        self._deferred: asyncio.Task[None] | None = None
+        self._commits = 0
+        self._unanswered = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._close_task: asyncio.Task[None] | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def run(self) -> None:
+        """Serve until the client leaves, is dropped or the server stops."""
+        self._put_event({"type": "session.created", "session": self.wire.to_wire()})
+        self._tasks = [
+            asyncio.create_task(self._writer(), name=f"writer-{self.wire.id}"),
+            asyncio.create_task(self._idle_watch(), name=f"idle-{self.wire.id}"),
+        ]
+        try:
+            async for message in self.ws:
+                self._last_activity = self._loop.time()
+                if self._closing:
+                    continue
+                await self._handle(message)
+        except ConnectionClosed as exc:
+            log.info("session %s: connection closed: %s", self.wire.id, exc)
+        finally:
+            self._closing = True
+            # A vanished client must not keep the shared models busy: cancel now, not after
+            # the writer has given up.
+            self.session.cancel()
+            self.queue.close()
+            self.queue.clear()
+            for task in self._tasks:
+                task.cancel()
+            if self._deferred is not None:
+                self._deferred.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
+            if self._close_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._close_task
+            await self.session.aclose()
+            self._metrics.session_closed(self.close_reason, self.queue.peak_bytes)
+
+    def shutdown(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close from the server's side (shutdown); the reader loop then ends."""
+        self.drop(code, reason, "server_shutdown")
+
+    def drop(self, code: int, reason: str, why: str, *, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Close this client with ``code``/``reason``; cancels its work at once. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        self.close_reason = why
+        self.session.cancel()
+        self.queue.close()
+        self.queue.clear()
+        log.info("session %s: closing (%d %s)", self.wire.id, code, reason)
+        self._close_task = asyncio.create_task(self._close(code, reason, timeout))
+
+    async def _close(self, code: int, reason: str, timeout: float) -> None:
+        """The closing handshake, bounded: a client that does not read never completes it (the
+        close frame waits behind unread data), so after CLOSE_TIMEOUT_S the socket is cut."""
+        try:
+            await asyncio.wait_for(self.ws.close(code, reason), timeout)
+        except (TimeoutError, ConnectionClosed, OSError):
+            pass
+        finally:
+            if self.ws.state is not State.CLOSED:
+                self.ws.transport.abort()
+
+    async def _writer(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            try:
+                await self.ws.send(item.data)
+            except ConnectionClosed:
+                return
+
+    async def _idle_watch(self) -> None:
+        timeout = self._settings.idle_timeout_s
+        while not self._closing:
+            remaining = self._last_activity + timeout - self._loop.time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            if self.session.busy or len(self.queue):
+                self._last_activity = self._loop.time()  # answering is not idling
+                continue
+            self.drop(CLOSE_GOING_AWAY, f"idle timeout ({timeout:g} s)", "idle")
+            return
+
+    # ----------------------------------------------------------------- output
+    def _emit(self, event: Event) -> None:
+        """The Session's ``emit``: called synchronously on the loop, in order."""
+        if isinstance(event, InputCommitted):
+            self._commits += 1
+            self._committed_pending.add(event.item_id)
+        elif isinstance(event, TranscriptReady):
+            self._on_transcript(event)
+        elif isinstance(event, ResponseStarted):
+            self._unanswered = False
+        elif isinstance(event, ResponseDone):
+            self._metrics.turn(event.status, event.timings.latencies_ms())
+            if event.status != "completed":
+                self.queue.purge_audio(event.response_id)
+        elif isinstance(event, ErrorEvent):
+            self._metrics.error(event.code)
+        if self._closing:
+            return
+        for item in self.mapper.map(event):
+            self._put(item)
+
+    def _put(self, item: Outgoing) -> None:
+        if self._closing:
+            return
+        if not self.queue.put(item):
+            self._metrics.error("send_queue_full")
+            self.drop(
+                CLOSE_POLICY,
+                f"send queue full ({self._settings.send_queue_bytes} bytes): client not reading",
+                "slow_client",
+                timeout=1.0,  # the close frame is stuck behind the unread data anyway
+            )
+
+    def _put_event(self, event: dict[str, Any]) -> None:
+        self._put(Outgoing(dumps({"event_id": new_id("event"), **event})))
+
+    def _error(self, exc: ProtocolError) -> None:
+        self._metrics.error(exc.code)
+        self._put(Outgoing(dumps(error_from(exc))))
+
+    # ----------------------------------------------------------------- input
+    async def _handle(self, message: str | bytes) -> None:
+        limit = self._settings.max_message_bytes
+        if len(message) > limit:
+            kind = "binary frame" if isinstance(message, bytes) else "message"
+            self._error(
+                ProtocolError(
+                    "message_too_large",
+                    f"{kind} of {len(message)} bytes is over the limit of {limit} bytes",
+                )
+            )
+            return
+        try:
+            if isinstance(message, bytes):
+                self._binary(message)
+                return
+            event = parse_client_event(message)
+            self.mapper.client_event_id = event.event_id
+            try:
+                await self._dispatch(event)
+            finally:
+                self.mapper.client_event_id = None
+        except ProtocolError as exc:
+            self._error(exc)
+
+    def _binary(self, pcm: bytes) -> None:
+        if not pcm:
+            raise ProtocolError("invalid_audio", "empty binary frame")
+        check_pcm16(pcm, "binary frame")
+        self._feed("binary", pcm)
+
+    def _feed(self, path: str, pcm: bytes) -> None:
+        stream = self._inputs[path]
+        self.session.feed_audio(stream.convert(pcm))
+
+    async def _dispatch(self, event: ClientEvent) -> None:
+        match event:
+            case SessionUpdate():
+                patch = parse_session_update(event.session, self.wire, event.event_id)
+                await self._apply(patch, event.event_id)
+            case AudioAppend():
+                if event.pcm:
+                    self._feed("json", event.pcm)
+            case AudioCommit():
+                self._commit(event)
+            case AudioClear():
+                for stream in self._inputs.values():
+                    stream.reset()
+                self.session.clear_audio()
+                self._put_event({"type": "input_audio_buffer.cleared"})
+            case ItemCreate():
+                try:
+                    item = self.session.add_user_text(event.text)
+                except ValueError as exc:
+                    raise ProtocolError(
+                        "invalid_value", str(exc), param="item.content", event_id=event.event_id
+                    ) from None
+                self._unanswered = True
+                self._put(self.mapper.user_text_item(item, event.text))
+            case ItemTruncate():
+                self._put_event(
+                    {
+                        "type": "conversation.item.truncated",
+                        "item_id": event.item_id,
+                        "content_index": event.content_index,
+                        "audio_end_ms": event.audio_end_ms,
+                    }
+                )
+            case ResponseCreate():
+                self._respond(event)
+            case ResponseCancel():
+                self._cancel(event)
+
+    async def _apply(self, patch: SessionPatch, event_id: str | None) -> None:
+        """Apply a validated session.update to the Session, all or nothing."""
+        new = patch.session
+        changes: dict[str, Any] = {}
+        if patch.turn_detection_changed:
+            changes.update(self._turn_settings(new.turn_detection))
+        if patch.instructions_changed:
+            changes["instructions"] = new.instructions
+        if patch.audience_changed:
+            changes["audience"] = new.audience
+        if patch.showing_given:
+            entry: CatalogEntry | None = None
+            if patch.showing is not None:
+                try:
+                    entry = await asyncio.to_thread(self._services.catalog.resolve, patch.showing)
+                except CatalogError as exc:
+                    raise ProtocolError(
+                        "unknown_dataset", str(exc), param="session.showing", event_id=event_id
+                    ) from None
+            changes["showing"] = entry
+            new = dataclasses.replace(
+                new, showing_entry=(entry.url, entry.title) if entry else None
+            )
+        if self._closing:
+            return
+        if changes:
+            try:
+                self.session.update(**changes)
+            except ValueError as exc:
+                raise ProtocolError("invalid_value", str(exc), event_id=event_id) from None
+        if new.input_audio_sample_rate != self.wire.input_audio_sample_rate:
+            self._inputs["json"] = _InputStream(new.input_audio_sample_rate)
+        if new.binary_input_sample_rate != self.wire.binary_input_sample_rate:
+            self._inputs["binary"] = _InputStream(new.binary_input_sample_rate)
+        self.wire = new
+        self._put_event({"type": "session.updated", "session": new.to_wire()})
+
+    def _turn_settings(self, td: TurnDetection | None) -> dict[str, Any]:
+        if td is None:  # push-to-talk: the client commits and asks for the response
+            return {"turn_detection": False, "auto_respond": False, "vad": self._base_vad}
+        vad = dataclasses.replace(
+            self._base_vad,
+            aggressiveness=threshold_to_aggressiveness(td.threshold),
+            preroll_ms=td.prefix_padding_ms,
+            end_silence_ms=td.silence_duration_ms,
+        )
+        return {
+            "turn_detection": True,
+            "auto_respond": td.create_response,
+            "barge_in": td.interrupt_response,
+            "vad": vad,
+        }
+
+    def _commit(self, event: AudioCommit) -> None:
+        for stream in self._inputs.values():
+            tail = stream.flush()
+            if tail:
+                self.session.feed_audio(tail)
+        before = self._commits
+        self.session.commit_audio()  # push-to-talk: emits InputCommitted or an error itself
+        if self.wire.turn_detection is not None and self._commits == before:
+            raise ProtocolError(
+                "input_audio_buffer_commit_empty",
+                "no speech in progress to commit",
+                event_id=event.event_id,
+            )
+
+    def _respond(self, event: ResponseCreate) -> None:
+        busy = self.mapper.active_response is not None or self._respond_after_transcript
+        if busy:
+            raise ProtocolError(
+                "conversation_already_has_active_response",
+                "a response is already in progress; cancel it first",
+                event_id=event.event_id,
+            )
+        if self._committed_pending:
+            # Push-to-talk clients send commit + response.create back to back; answer once
+            # the committed audio is transcribed instead of failing as "busy".
+            self._respond_after_transcript = True
+            return
+        if not self._unanswered:
+            raise ProtocolError(
+                "nothing_to_answer",
+                "there is no user question to answer: send audio or conversation.item.create",
+                event_id=event.event_id,
+            )
+        if self.session.busy:
+            self._deferred = asyncio.create_task(self._respond_when_idle())
+            self._respond_after_transcript = True
+            return
+        self.session.respond()
+
+    def _on_transcript(self, event: TranscriptReady) -> None:
+        self._committed_pending.discard(event.item_id)
+        if event.text.strip():
+            self._unanswered = True
+        if self._committed_pending or not self._respond_after_transcript:
+            return
+        if not self._unanswered:
+            self._respond_after_transcript = False
+            self._put(
+                Outgoing(
+                    dumps(error_event("no_speech", "nothing was heard in the committed audio"))
+                )
+            )
+            return
+        self._deferred = asyncio.create_task(self._respond_when_idle())
+
+    async def _respond_when_idle(self) -> None:
+        """Ask for the response once the Session has finished transcribing (it refuses while
+        busy)."""
+        await self.session.wait_idle()
+        self._respond_after_transcript = False
+        if not self._closing and self._unanswered:
+            self.session.respond()
+
+    def _cancel(self, event: ResponseCancel) -> None:
+        active = self.mapper.active_response
+        if self._respond_after_transcript:
+            self._respond_after_transcript = False
+            if self._deferred is not None:
+                self._deferred.cancel()
+            if active is None:
+                return
+        if active is None:
+            raise ProtocolError(
+                "response_cancel_not_active",
+                "there is no response in progress to cancel",
+                event_id=event.event_id,
+            )
+        if event.response_id and event.response_id != active:
+            raise ProtocolError(
+                "response_not_found",
+                f"response {event.response_id!r} is not the one in progress ({active})",
+                param="response_id",
+                event_id=event.event_id,
+            )
+        self.mapper.cancelled_by_client(active)
+        self.queue.purge_audio(active)
+        self.session.cancel()
+
+
+def _voice_name(services: Any) -> str:
+    """The synthesizer's voice name for the session object (one voice per server for now)."""
+    synth = services.synthesizer
+    for attr in ("voice_name", "name"):
+        value = getattr(synth, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return "sos"

@@ -1,0 +1,411 @@
+"""Session events (voice/events.py) -> Realtime server events, for one connection.
+
+A Realtime client expects more structure than the voice loop produces: every response has an
+output item and a content part that are "added" before any delta and "done" before
+``response.done``, user turns are conversation items with ids known from ``speech_started`` on,
+and audio arrives at the rate the client asked for. This class keeps exactly that per-connection
+bookkeeping and nothing else, so it is testable without a socket or a model.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from voice.audio import Resampler
+from voice.events import (
+    ErrorEvent,
+    Event,
+    InputCommitted,
+    ResponseAudio,
+    ResponseDone,
+    ResponseLink,
+    ResponseStarted,
+    ResponseTextDelta,
+    SpeechStarted,
+    SpeechStopped,
+    StatusChanged,
+    TranscriptReady,
+)
+from voice.server.protocol import WireSession, dumps, error_event, new_id
+
+AUDIO_CHUNK_S = 0.25
+"""Longest audio piece per message: small enough for any client's frame limit and to start
+playback early, large enough that base64 JSON overhead stays negligible."""
+
+SERVER_ERRORS = frozenset({"transcription_failed", "response_failed"})
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One message for the client. ``audio`` marks pieces dropped if the response is cancelled."""
+
+    data: str | bytes
+    response_id: str | None = None
+    audio: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass
+class _Response:
+    id: str
+    item_id: str
+    modality: str  # "audio" or "text": which delta events carry the text
+    binary: bool
+    rate: int
+    resampler: Resampler | None = None
+    source_rate: int | None = None
+    parts: list[str] = field(default_factory=list)
+    link: dict[str, str] | None = None
+
+
+def _pcm16_to_float(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
+
+
+def _float_to_pcm16(samples: np.ndarray) -> bytes:
+    return np.clip(np.rint(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+class RealtimeMapper:
+    """Turns each Session event into the Realtime events a client expects, in order."""
+
+    def __init__(self, wire: Callable[[], WireSession]) -> None:
+        self._wire = wire
+        self._item_ids: dict[str, str] = {}  # session item id -> wire item id
+        self._pending_item: str | None = None  # announced by speech_started, not yet committed
+        self._last_item: str | None = None
+        self._responses: dict[str, _Response] = {}
+        self._cancel_reasons: dict[str, str] = {}
+        self.client_event_id: str | None = None
+        """Set by the connection while it handles a client event, for synchronous errors."""
+
+    # ----------------------------------------------------------------- helpers for the caller
+    @property
+    def active_response(self) -> str | None:
+        return next(iter(self._responses), None)
+
+    def is_audio_item(self, session_item_id: str) -> bool:
+        return session_item_id in self._item_ids
+
+    def cancelled_by_client(self, response_id: str) -> None:
+        self._cancel_reasons[response_id] = "client_cancelled"
+
+    def user_text_item(self, session_item_id: str, text: str) -> Outgoing:
+        """``conversation.item.created`` for a typed question (the Session emits nothing)."""
+        item_id = new_id("item")
+        previous, self._last_item = self._last_item, item_id
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        }
+        return self._json(
+            {"type": "conversation.item.created", "previous_item_id": previous, "item": item}
+        )
+
+    # ----------------------------------------------------------------- mapping
+    def map(self, event: Event) -> list[Outgoing]:
+        match event:
+            case SpeechStarted():
+                self._pending_item = new_id("item")
+                return [
+                    self._json(
+                        {
+                            "type": "input_audio_buffer.speech_started",
+                            "audio_start_ms": event.audio_ms,
+                            "item_id": self._pending_item,
+                        }
+                    )
+                ]
+            case SpeechStopped():
+                self._pending_item = self._pending_item or new_id("item")
+                return [
+                    self._json(
+                        {
+                            "type": "input_audio_buffer.speech_stopped",
+                            "audio_end_ms": event.audio_ms,
+                            "item_id": self._pending_item,
+                        }
+                    )
+                ]
+            case InputCommitted():
+                return self._committed(event)
+            case TranscriptReady():
+                item_id = self._item_ids.pop(event.item_id, None)
+                if item_id is None:  # a typed question: its item was announced already
+                    return []
+                return [
+                    self._json(
+                        {
+                            "type": "conversation.item.input_audio_transcription.completed",
+                            "item_id": item_id,
+                            "content_index": 0,
+                            "transcript": event.text,
+                        }
+                    )
+                ]
+            case ResponseStarted():
+                return self._started(event)
+            case ResponseTextDelta():
+                return self._text_delta(event)
+            case ResponseLink():
+                response = self._responses.get(event.response_id)
+                if response is not None:
+                    response.link = {"url": event.url, "title": event.title}
+                return []
+            case ResponseAudio():
+                return self._audio(event)
+            case ResponseDone():
+                return self._done(event)
+            case ErrorEvent():
+                kind = "server_error" if event.code in SERVER_ERRORS else "invalid_request_error"
+                return [
+                    self._json(
+                        error_event(
+                            event.code,
+                            event.message,
+                            client_event_id=self.client_event_id,
+                            type=kind,
+                        )
+                    )
+                ]
+            case StatusChanged():
+                return []  # no Realtime equivalent; clients infer it from the events above
+        return []
+
+    def _json(self, event: dict[str, Any], response_id: str | None = None) -> Outgoing:
+        return Outgoing(dumps({"event_id": new_id("event"), **event}), response_id)
+
+    def _committed(self, event: InputCommitted) -> list[Outgoing]:
+        item_id = self._pending_item or new_id("item")
+        self._pending_item = None
+        self._item_ids[event.item_id] = item_id
+        previous, self._last_item = self._last_item, item_id
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        return [
+            self._json(
+                {
+                    "type": "input_audio_buffer.committed",
+                    "previous_item_id": previous,
+                    "item_id": item_id,
+                }
+            ),
+            self._json(
+                {"type": "conversation.item.created", "previous_item_id": previous, "item": item}
+            ),
+        ]
+
+    def _started(self, event: ResponseStarted) -> list[Outgoing]:
+        wire = self._wire()
+        rid = event.response_id
+        response = _Response(
+            id=rid,
+            item_id=new_id("item"),
+            modality="audio" if wire.wants_audio else "text",
+            binary=wire.binary_audio,
+            rate=wire.binary_output_sample_rate
+            if wire.binary_audio
+            else wire.output_audio_sample_rate,
+        )
+        self._responses[rid] = response
+        previous, self._last_item = self._last_item, response.item_id
+        item = self._item(response, "in_progress", with_content=False)
+        part = self._part(response)
+        return [
+            self._json({"type": "response.created", "response": self._response(rid, wire)}, rid),
+            self._json(
+                {
+                    "type": "response.output_item.added",
+                    "response_id": rid,
+                    "output_index": 0,
+                    "item": item,
+                },
+                rid,
+            ),
+            self._json(
+                {"type": "conversation.item.created", "previous_item_id": previous, "item": item},
+                rid,
+            ),
+            self._json(
+                {"type": "response.content_part.added", **self._where(response), "part": part},
+                rid,
+            ),
+        ]
+
+    def _text_delta(self, event: ResponseTextDelta) -> list[Outgoing]:
+        response = self._responses.get(event.response_id)
+        if response is None:
+            return []
+        response.parts.append(event.text)
+        kind = (
+            "response.audio_transcript.delta"
+            if response.modality == "audio"
+            else ("response.text.delta")
+        )
+        return [
+            self._json({"type": kind, **self._where(response), "delta": event.text}, response.id)
+        ]
+
+    def _audio(self, event: ResponseAudio) -> list[Outgoing]:
+        response = self._responses.get(event.response_id)
+        if response is None or response.modality != "audio" or not event.pcm:
+            return []
+        pcm = self._resample(response, event.pcm, event.sample_rate)
+        return self._audio_messages(response, pcm)
+
+    def _resample(self, response: _Response, pcm: bytes, rate: int) -> bytes:
+        if rate == response.rate:
+            return pcm
+        if response.resampler is None or response.source_rate != rate:
+            response.resampler = Resampler(rate, response.rate)
+            response.source_rate = rate
+        return _float_to_pcm16(response.resampler.process(_pcm16_to_float(pcm)))
+
+    def _audio_messages(self, response: _Response, pcm: bytes) -> list[Outgoing]:
+        step = max(2, int(response.rate * AUDIO_CHUNK_S) * 2)
+        out: list[Outgoing] = []
+        for start in range(0, len(pcm), step):
+            piece = pcm[start : start + step]
+            if response.binary:
+                out.append(Outgoing(piece, response.id, audio=True))
+            else:
+                message = self._json(
+                    {
+                        "type": "response.audio.delta",
+                        **self._where(response),
+                        "delta": base64.b64encode(piece).decode("ascii"),
+                    },
+                    response.id,
+                )
+                message.audio = True
+                out.append(message)
+        return out
+
+    def _done(self, event: ResponseDone) -> list[Outgoing]:
+        response = self._responses.pop(event.response_id, None)
+        reason = self._cancel_reasons.pop(event.response_id, "turn_detected")
+        if response is None:
+            return []
+        rid = response.id
+        out: list[Outgoing] = []
+        if event.status == "completed" and response.resampler is not None:
+            tail = _float_to_pcm16(response.resampler.flush())
+            out.extend(self._audio_messages(response, tail))
+        text = event.text or "".join(response.parts).strip()
+        where = self._where(response)
+        if response.modality == "audio":
+            out.append(self._json({"type": "response.audio.done", **where}, rid))
+            out.append(
+                self._json(
+                    {"type": "response.audio_transcript.done", **where, "transcript": text}, rid
+                )
+            )
+        else:
+            out.append(self._json({"type": "response.text.done", **where, "text": text}, rid))
+        status = "completed" if event.status == "completed" else "incomplete"
+        item = self._item(response, status, text=text)
+        out.append(
+            self._json(
+                {"type": "response.content_part.done", **where, "part": self._part(response, text)},
+                rid,
+            )
+        )
+        out.append(
+            self._json(
+                {
+                    "type": "response.output_item.done",
+                    "response_id": rid,
+                    "output_index": 0,
+                    "item": item,
+                },
+                rid,
+            )
+        )
+        details: dict[str, Any] | None = None
+        if event.status == "cancelled":
+            details = {"type": "cancelled", "reason": reason}
+        elif event.status == "failed":
+            details = {
+                "type": "failed",
+                "error": {
+                    "type": "server_error",
+                    "code": "response_failed",
+                    "message": event.error or "the answer failed",
+                },
+            }
+        body = self._response(rid, self._wire(), status=event.status, details=details, items=[item])
+        link = None
+        if event.link:
+            link = {"url": event.link, "title": event.link_title or event.link}
+        body["sos_link"] = link
+        body["sos_timings_ms"] = event.timings.latencies_ms()
+        out.append(self._json({"type": "response.done", "response": body}, rid))
+        return out
+
+    # ----------------------------------------------------------------- shapes
+    @staticmethod
+    def _where(response: _Response) -> dict[str, Any]:
+        return {
+            "response_id": response.id,
+            "item_id": response.item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+
+    @staticmethod
+    def _part(response: _Response, text: str = "") -> dict[str, Any]:
+        if response.modality == "audio":
+            return {"type": "audio", "transcript": text}
+        return {"type": "text", "text": text}
+
+    def _item(
+        self, response: _Response, status: str, *, text: str = "", with_content: bool = True
+    ) -> dict[str, Any]:
+        return {
+            "id": response.item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": [self._part(response, text)] if with_content else [],
+        }
+
+    @staticmethod
+    def _response(
+        rid: str,
+        wire: WireSession,
+        *,
+        status: str = "in_progress",
+        details: dict[str, Any] | None = None,
+        items: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "id": rid,
+            "object": "realtime.response",
+            "status": status,
+            "status_details": details,
+            "output": items or [],
+            "usage": None,
+            "conversation_id": wire.id.replace("sess_", "conv_", 1),
+            "modalities": list(wire.modalities),
+            "voice": wire.voice,
+            "output_audio_format": "pcm16",
+        }
