@@ -25,11 +25,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llm.catalog import Catalog
 from voice.config import SttConfig
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +254,7 @@ class Transcriber:
 
     def __init__(
         self,
-        model: object,
+        model: WhisperModel,
         *,
         language: str,
         beam_size: int,
