@@ -70,3 +70,19 @@ def services(config: Config):
     loaded = asyncio.run(Services.load(config))
     yield loaded
     asyncio.run(loaded.aclose())
+
+
+@pytest.fixture(scope="session")
+def transcriber(config: Config, catalog: Catalog):
+    """The offline default Whisper (tiny.en, CPU int8) with the SOS vocabulary, loaded once."""
+    from voice.stt import Transcriber
+
+    return Transcriber.load(config.stt, catalog)
+
+
+@pytest.fixture(scope="session")
+def synthesizer(config: Config):
+    """The offline default Piper voice (joe, 22,050 Hz), loaded once."""
+    from voice.tts import Synthesizer
+
+    return Synthesizer.load(config.tts)
