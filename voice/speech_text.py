@@ -75,6 +75,8 @@ _SYMBOLS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(?<=\w)\s*@\s*(?=\w)", " at "),
         (r"\b[eE]\.\s?g\.(?:,)?", "for example,"),
         (r"\b[iI]\.\s?e\.(?:,)?", "that is,"),
+        (r"(?<=\d)\s*km/h\b", " kilometers per hour"),
+        (r"(?<=\d)\s*([A-Za-z]{1,3})/([A-Za-z]{1,4})\b", r" \1 per \2"),  # 5 mm/yr
         (r"(?<=[A-Za-z])/(?=[A-Za-z])", " or "),
         (r"\s*/\s*", " "),
         (r"\s+[-–—]{1,2}\s+|[—–]", ", "),
