@@ -143,9 +143,14 @@ def load_tokenizer(cfg: LlmConfig) -> Any:
     errors = []
     for source in candidates:
         try:
-            return AutoTokenizer.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as exc:
             errors.append(f"{source}: {exc}")
+            continue
+        # transformers 5 builds an empty tokenizer for a folder without tokenizer files.
+        if getattr(tokenizer, "chat_template", None) and len(tokenizer) > 1000:
+            return tokenizer
+        errors.append(f"{source}: no tokenizer with a chat template")
     try:
         path = bundled_qwen_tokenizer_path()
     except FileNotFoundError as exc:
