@@ -169,9 +169,10 @@ class Connection:
         self._closing = False
         self.close_reason = "client"
         self._committed_pending: set[str] = set()  # audio items not yet transcribed
-        self._respond_after_transcript = False
+        self._respond_pending = False
         self._deferred: asyncio.Task[None] | None = None
         self._commits = 0
+        self._cancelling: set[str] = set()  # responses cancelled by the client, still unwinding
         self._unanswered = False
         self._tasks: list[asyncio.Task[None]] = []
         self._close_task: asyncio.Task[None] | None = None
@@ -270,6 +271,7 @@ class Connection:
         elif isinstance(event, ResponseStarted):
             self._unanswered = False
         elif isinstance(event, ResponseDone):
+            self._cancelling.discard(event.response_id)
             self._metrics.turn(event.status, event.timings.latencies_ms())
             if event.status != "completed":
                 self.queue.purge_audio(event.response_id)
@@ -350,6 +352,11 @@ class Connection:
                 self.session.clear_audio()
                 self._put_event({"type": "input_audio_buffer.cleared"})
             case ItemCreate():
+                if self._cancelling:
+                    # The Session forgets the pending question when a cancelled response
+                    # unwinds; let it finish unwinding before the new question goes in.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.session.wait_idle(), CLOSE_TIMEOUT_S)
                 try:
                     item = self.session.add_user_text(event.text)
                 except ValueError as exc:
@@ -440,8 +447,8 @@ class Connection:
             )
 
     def _respond(self, event: ResponseCreate) -> None:
-        busy = self.mapper.active_response is not None or self._respond_after_transcript
-        if busy:
+        active = self.mapper.active_response
+        if (active is not None and active not in self._cancelling) or self._respond_pending:
             raise ProtocolError(
                 "conversation_already_has_active_response",
                 "a response is already in progress; cancel it first",
@@ -450,7 +457,7 @@ class Connection:
         if self._committed_pending:
             # Push-to-talk clients send commit + response.create back to back; answer once
             # the committed audio is transcribed instead of failing as "busy".
-            self._respond_after_transcript = True
+            self._respond_pending = True
             return
         if not self._unanswered:
             raise ProtocolError(
@@ -458,9 +465,11 @@ class Connection:
                 "there is no user question to answer: send audio or conversation.item.create",
                 event_id=event.event_id,
             )
-        if self.session.busy:
+        if active is not None or self.session.busy:
+            # e.g. response.cancel + a new question back to back: the cancelled response is
+            # still unwinding; answer as soon as it has.
+            self._respond_pending = True
             self._deferred = asyncio.create_task(self._respond_when_idle())
-            self._respond_after_transcript = True
             return
         self.session.respond()
 
@@ -468,10 +477,10 @@ class Connection:
         self._committed_pending.discard(event.item_id)
         if event.text.strip():
             self._unanswered = True
-        if self._committed_pending or not self._respond_after_transcript:
+        if self._committed_pending or not self._respond_pending:
             return
         if not self._unanswered:
-            self._respond_after_transcript = False
+            self._respond_pending = False
             self._put(
                 Outgoing(
                     dumps(error_event("no_speech", "nothing was heard in the committed audio"))
@@ -484,14 +493,14 @@ class Connection:
         """Ask for the response once the Session has finished transcribing (it refuses while
         busy)."""
         await self.session.wait_idle()
-        self._respond_after_transcript = False
+        self._respond_pending = False
         if not self._closing and self._unanswered:
             self.session.respond()
 
     def _cancel(self, event: ResponseCancel) -> None:
         active = self.mapper.active_response
-        if self._respond_after_transcript:
-            self._respond_after_transcript = False
+        if self._respond_pending:
+            self._respond_pending = False
             if self._deferred is not None:
                 self._deferred.cancel()
             if active is None:
@@ -510,6 +519,7 @@ class Connection:
                 event_id=event.event_id,
             )
         self.mapper.cancelled_by_client(active)
+        self._cancelling.add(active)
         self.queue.purge_audio(active)
         self.session.cancel()
 

@@ -1,0 +1,50 @@
+"""The browser page in real headless Chromium: loads, asks, shows the answer and the link.
+
+The fake microphone is Chromium's file capture device playing an espeak-ng question, so the
+page's real capture path (getUserMedia -> AudioWorklet -> 16 kHz PCM16 binary frames) runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.server.browser import chromium_path, open_page
+from tests.speech import espeak_wav
+from voice.server.app import Server
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed"),
+]
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-screenshot.png"
+
+ANSWER = "document.querySelector('#turns .answer')?.textContent.trim()"
+TRANSCRIPT = "document.querySelector('#turns .transcript')?.textContent.trim()"
+CARD = (
+    "(() => { const c = document.querySelector('#turns .card');"
+    " return c && !c.hidden ? c.href : ''; })()"
+)
+
+
+async def test_page_typed_question_on_scripted_sessions(fake_server: Server) -> None:
+    async with open_page(fake_server.http_url) as page:
+        await page.wait_for("document.readyState === 'complete'")
+        await page.eval("document.querySelector('#question').value = 'What causes a tsunami?'")
+        await page.click("#ask")
+        await page.wait_for(CARD)
+        assert "You asked: What causes a tsunami?" in await page.eval(ANSWER)
+        assert "tsunami" in await page.eval(CARD)
+
+
+async def test_page_fake_mic_on_scripted_sessions(fake_server: Server, tmp_path: Path) -> None:
+    wav = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", rate=48000, trail_s=1.5)
+    async with open_page(fake_server.http_url, fake_mic_wav=wav) as page:
+        await page.click("#handsfree")
+        await page.wait_for(CARD, timeout=30)
+        assert "tsunami" in (await page.eval(TRANSCRIPT)).lower()
+        session = fake_server.services.sessions[-1]
+        assert session.fed_bytes > 16000  # the page streamed the microphone as 16 kHz PCM16
