@@ -39,6 +39,13 @@ LIST_DEVICES_HINT = "run `sos-voice --list-devices`"
 
 Kind = Literal["input", "output"]
 
+STREAM_LATENCY = "high"
+"""PortAudio's latency class for our streams. Why not "low" (~9 ms buffers): the callbacks are
+Python, competing for the GIL and, on a busy kiosk, for the CPU; through ALSA's pulse plugin
+(the "default" device on most Linux desktops) such short buffers underrun and the stream
+falls behind real time. "high" (~35 ms) is invisible next to the VAD's 500 ms end-of-turn
+silence, and a barge-in stop() still silences the speaker within one such buffer."""
+
 
 class AudioDeviceError(RuntimeError):
     """A sound device is missing, ambiguous or cannot be opened.
@@ -578,7 +585,7 @@ class MicrophoneSource:
             samplerate=rate,
             dtype="float32",
             blocksize=max(1, rate * self.frame_ms // 1000),
-            latency="low",
+            latency=STREAM_LATENCY,
             callback=self._callback,
             finished_callback=self._finished,
         )
@@ -708,8 +715,8 @@ class SpeakerSink:
     The stream runs at the device's native rate; each written chunk is resampled to it and
     appended to a buffer that PortAudio's callback pulls from (silence when it runs dry). So
     :meth:`stop` only has to empty that buffer, under a lock, and the sound stops within one
-    device buffer (a few ms at ``latency="low"``). The stream is opened in the constructor so
-    that a missing speaker is reported at start-up.
+    device buffer (tens of ms, see :data:`STREAM_LATENCY`). The stream is opened in the
+    constructor so that a missing speaker is reported at start-up.
     """
 
     def __init__(self, device: str = "") -> None:
@@ -725,6 +732,7 @@ class SpeakerSink:
         self._idle = asyncio.Event()
         self._idle.set()
         self._empty_notified = True
+        self._played = 0  # samples of real audio handed to the device
         self._closed = False
         self._stream, self.channels = _open_stream(
             sd.OutputStream,
@@ -734,7 +742,7 @@ class SpeakerSink:
             device=index,
             samplerate=self.sample_rate,
             dtype="int16",
-            latency="low",
+            latency=STREAM_LATENCY,
             callback=self._callback,
         )
         try:
@@ -758,6 +766,7 @@ class SpeakerSink:
                     self._chunks.popleft()
                 else:
                     self._chunks[0] = chunk[take:]
+            self._played += filled
             notify = not self._chunks and not self._empty_notified
             if notify:
                 self._empty_notified = True
@@ -765,6 +774,12 @@ class SpeakerSink:
         if notify and self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._on_empty)
+
+    @property
+    def played_s(self) -> float:
+        """Seconds of audio handed to the device so far (what a visitor has heard, give or
+        take the device's buffer): after a barge-in, how much of the answer got out."""
+        return self._played / self.sample_rate
 
     def _on_empty(self) -> None:
         with self._lock:
