@@ -40,10 +40,11 @@ def _describe(exc: BaseException, base_url: str) -> str:
         cause = exc.__cause__ or exc
         return f"cannot reach the LLM server at {base_url}: {cause}"
     if isinstance(exc, openai.APIStatusError):
-        detail = ""
-        if isinstance(exc.body, dict):
-            detail = str(exc.body.get("message") or exc.body.get("error") or "")
-        return f"the LLM server at {base_url} answered HTTP {exc.status_code} {detail}".strip()
+        body = exc.body
+        if isinstance(body, dict):
+            body = body.get("message") or body.get("detail") or body.get("error") or ""
+        detail = f": {str(body)[:300]}" if body else ""
+        return f"the LLM server at {base_url} answered HTTP {exc.status_code}{detail}"
     return f"the LLM server at {base_url} failed: {type(exc).__name__}: {exc}"
 
 
