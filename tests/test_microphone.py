@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -51,6 +52,7 @@ class VirtualAudio:
 
     env: dict[str, str]  # for pulseaudio-utils subprocesses
     device: str  # the PortAudio device (ALSA "pulse" plugin) that reaches it
+    server_pid: int
 
 
 def _portaudio() -> ModuleType:
@@ -153,7 +155,7 @@ def virtual_audio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualA
                         f"PortAudio does not see the PulseAudio server (devices: {names}); "
                         "ALSA's pulse plugin comes with apt libasound2-plugins"
                     )
-                yield VirtualAudio(env=env, device="pulse")
+                yield VirtualAudio(env=env, device="pulse", server_pid=server.pid)
             finally:
                 mp.delenv("PULSE_SERVER")
                 _rescan(sd)
@@ -385,3 +387,38 @@ def test_device_selection_by_index_and_name(virtual_audio: VirtualAudio) -> None
     assert "sos-voice --list-devices" in str(err.value)
     table = list_devices()
     assert "pulse" in table and "* = default input" in table
+
+
+async def test_a_hung_sound_server_is_a_clear_error(
+    virtual_audio: VirtualAudio, tmp_path: Path
+) -> None:
+    """The sound server freezes (SIGSTOP): no endless wait, an error that says what to do.
+
+    Runs last: it pauses the module's server, and resumes it before closing the streams.
+    """
+    pcm, _ = read_pcm16(espeak_wav(QUESTION, tmp_path / "q.wav"))
+    async with MicrophoneSource(virtual_audio.device, stall_timeout_s=1.0) as mic:
+        frames = mic.frames()
+        await anext(frames)  # working
+        os.kill(virtual_audio.server_pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(AudioDeviceError, match="delivered no audio") as err:
+                while True:  # what was queued still comes out, then nothing
+                    await anext(frames)
+            assert "sos-voice --list-devices" in str(err.value)
+        finally:
+            os.kill(virtual_audio.server_pid, signal.SIGCONT)
+        await frames.aclose()
+    sink = SpeakerSink(virtual_audio.device, stall_timeout_s=1.0)
+    try:
+        await sink.write(pcm[: 16000 * 2 // 5], 16000)
+        await sink.drain()  # working
+        os.kill(virtual_audio.server_pid, signal.SIGSTOP)
+        try:
+            await sink.write(pcm, 16000)
+            with pytest.raises(AudioDeviceError, match="stopped playing"):
+                await asyncio.wait_for(sink.drain(), 10.0)
+        finally:
+            os.kill(virtual_audio.server_pid, signal.SIGCONT)
+    finally:
+        await sink.aclose()

@@ -39,6 +39,15 @@ LIST_DEVICES_HINT = "run `sos-voice --list-devices`"
 
 Kind = Literal["input", "output"]
 
+STALL_TIMEOUT_S = 3.0
+"""A running stream that moves no audio for this long is broken (device unplugged, sound
+server hung): better a clear AudioDeviceError than a kiosk that silently stops listening or a
+drain() that never returns."""
+
+STARTUP_TIMEOUT_S = 10.0
+"""Before a new stream's first audio, allow longer: through ALSA's pulse plugin on a busy
+machine the first callback was seen to take 2 s."""
+
 STREAM_LATENCY = "high"
 """PortAudio's latency class for our streams. Why not "low" (~9 ms buffers): the callbacks are
 Python, competing for the GIL and, on a busy kiosk, for the CPU; through ALSA's pulse plugin
@@ -535,10 +544,18 @@ class MicrophoneSource:
     Use as ``async with MicrophoneSource(...) as mic: async for frame in mic.frames(): ...``.
     """
 
-    def __init__(self, device: str = "", frame_ms: int = 30, queue_frames: int = 200) -> None:
+    def __init__(
+        self,
+        device: str = "",
+        frame_ms: int = 30,
+        queue_frames: int = 200,
+        *,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+    ) -> None:
         if queue_frames < 1:
             raise ValueError("queue_frames must be >= 1")
         self.device = device
+        self.stall_timeout_s = stall_timeout_s
         self.frame_ms = frame_ms
         self._framer = Framer(frame_ms)
         self._queue: deque[bytes] = deque()
@@ -546,6 +563,7 @@ class MicrophoneSource:
         self._lock = threading.Lock()
         self._dropped = 0
         self._overflows = 0
+        self._delivered = False  # any audio yet (the stall timeout starts to apply)
         self._wake_pending = False
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -575,7 +593,7 @@ class MicrophoneSource:
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         self._resampler = Resampler(rate, SAMPLE_RATE)
-        self._closing = self._ended = False
+        self._closing = self._ended = self._delivered = False
         stream, channels = _open_stream(
             sd.InputStream,
             info,
@@ -631,6 +649,7 @@ class MicrophoneSource:
         ready = self._framer.push(pcm)
         if not ready:
             return
+        self._delivered = True
         with self._lock:
             for frame in ready:
                 if len(self._queue) >= self._queue_frames:
@@ -663,7 +682,8 @@ class MicrophoneSource:
     async def frames(self) -> AsyncIterator[bytes]:
         """Frames as they arrive; ends when the source is closed.
 
-        Raises AudioDeviceError if the device stops on its own (unplugged, server gone).
+        Raises AudioDeviceError if the device stops on its own (unplugged, server gone) or
+        delivers nothing for ``stall_timeout_s``.
         """
         if self._ready is None:
             raise RuntimeError("open the microphone first: `async with MicrophoneSource(...)`")
@@ -685,7 +705,16 @@ class MicrophoneSource:
             with self._lock:
                 if self._queue:
                     continue
-            await self._ready.wait()
+            limit = self.stall_timeout_s if self._delivered else STARTUP_TIMEOUT_S
+            try:
+                await asyncio.wait_for(self._ready.wait(), limit)
+            except TimeoutError:
+                if self._closing:
+                    return
+                raise AudioDeviceError(
+                    f"the audio input device {self.device_name!r} delivered no audio for "
+                    f"{limit:g} s; {LIST_DEVICES_HINT}"
+                ) from None
 
 
 # --------------------------------------------------------------------------- sinks
@@ -719,9 +748,10 @@ class SpeakerSink:
     constructor so that a missing speaker is reported at start-up.
     """
 
-    def __init__(self, device: str = "") -> None:
+    def __init__(self, device: str = "", *, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
         sd = _sounddevice()
         self.device = device
+        self.stall_timeout_s = stall_timeout_s
         index = resolve_device(device, "output")
         info = _device_info(sd, index, "output")
         self.sample_rate = int(info["default_samplerate"])
@@ -799,7 +829,23 @@ class SpeakerSink:
             self._idle.clear()
 
     async def drain(self) -> None:
-        await self._idle.wait()
+        """Until the queue has played out; AudioDeviceError if the device stops taking audio."""
+        loop = asyncio.get_running_loop()
+        played, progress_at = self._played, loop.time()
+        while not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 0.25)
+            if self._played != played:
+                played, progress_at = self._played, loop.time()
+            elif (
+                loop.time() - progress_at
+                > (self.stall_timeout_s if self._played else STARTUP_TIMEOUT_S)
+                and not self._idle.is_set()
+            ):
+                raise AudioDeviceError(
+                    f"the audio output device {self.device_name!r} stopped playing; "
+                    f"{LIST_DEVICES_HINT}"
+                )
         if not self._closed:
             # What the callback handed to PortAudio last is still in the device's buffer.
             await asyncio.sleep(float(self._stream.latency))
