@@ -594,6 +594,8 @@ class MicrophoneSource:
         self._ready = asyncio.Event()
         self._resampler = Resampler(rate, SAMPLE_RATE)
         self._closing = self._ended = self._delivered = False
+        self._framer = Framer(self.frame_ms)
+        self._queue.clear()
         stream, channels = _open_stream(
             sd.InputStream,
             info,
