@@ -40,6 +40,22 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 VOCABULARY_LEAD = "Science On a Sphere: "
 DEFAULT_VOCABULARY_CHARS = 240
+# Words visitors say about SOS topics that tiny.en mishears ("air soles", "two nummies"). They go
+# first, if the catalog writes them; the rest of the budget goes to the catalog's own tags.
+PRIORITY_TERMS = (
+    "tsunamis",
+    "aerosols",
+    "El Niño",
+    "La Niña",
+    "phytoplankton",
+    "bathymetry",
+    "plate tectonics",
+    "ocean acidification",
+    "seafloor",
+    "chlorophyll",
+    "albedo",
+    "permafrost",
+)
 
 # Below this RMS level (dBFS) the audio is digital silence: skip the model entirely.
 _SILENCE_DBFS = -60.0
@@ -156,7 +172,8 @@ def sos_vocabulary(
 ) -> str:
     """A short hotword string of SOS words: "Science On a Sphere: tsunamis, bathymetry, ...".
 
-    Terms come from the catalog's keywords and categories, most-tagged first. Why the filters:
+    Terms are :data:`PRIORITY_TERMS` and then the catalog's keywords and categories,
+    most-tagged first. Why the filters:
     a typo in the catalog ("acidificaiton") must not teach Whisper to misspell, so a term must
     also appear in the titles/descriptions; common words ("water", "space") are already heard
     right and only make the prompt longer, so with ``token_count`` (the Whisper tokenizer) a
@@ -171,9 +188,11 @@ def sos_vocabulary(
     for entry in catalog:
         terms = {_fold(k) for k in (*entry.keywords, *entry.categories)}
         tags.update(t for t in terms if t)
+    priority = {_fold(t): 3 for t in PRIORITY_TERMS}  # as if tagged: kept if the prose has them
+    ranked = [*priority.items(), *sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))]
     chosen: list[str] = []
     used = 0
-    for term, count in sorted(tags.items(), key=lambda kv: (-kv[1], kv[0])):
+    for term, count in ranked:
         if used + len(term) + 2 > budget:  # a spelling is as long as its term
             continue
         if count < 3 or not re.fullmatch(r"[a-z][a-z \-]{3,}", term) or len(term.split()) > 3:
@@ -312,6 +331,19 @@ class Transcriber:
             beam_size=cfg.beam_size,
             hotwords=hotwords,
             description=label,
+        )
+
+    def with_options(
+        self, *, hotwords: str | None = None, beam_size: int | None = None
+    ) -> Transcriber:
+        """The same loaded model with another vocabulary ("" for none) or beam size: no second
+        load, so an installation (or a comparison) can choose its own words."""
+        return Transcriber(
+            self._model,
+            language=self._language or "",
+            beam_size=self._beam_size if beam_size is None else beam_size,
+            hotwords=self.hotwords if hotwords is None else hotwords,
+            description=self.description,
         )
 
     def transcribe(

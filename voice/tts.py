@@ -89,6 +89,13 @@ class Synthesizer:
         description = f"piper {label}, {rate} Hz, length_scale {cfg.length_scale:g}"
         return cls(voice, length_scale=cfg.length_scale, description=description)
 
+    def with_options(self, *, length_scale: float) -> Synthesizer:
+        """The same loaded voice at another speed (e.g. slower for a young audience)."""
+        description = re.sub(
+            r"length_scale [\d.]+", f"length_scale {length_scale:g}", self.description
+        )
+        return Synthesizer(self._voice, length_scale=length_scale, description=description)
+
     def synthesize(self, text: str) -> Iterator[bytes]:
         """PCM16 mono chunks at ``sample_rate``, one per sentence as Piper produces it.
 
