@@ -39,7 +39,8 @@ _BASE_PROMPT = (
     "up facts. Politely steer away from topics that are not for a family audience.\n"
     "- Use the catalog facts below when they fit the question.\n"
     '- End every answer with a last line "More information: URL", where URL is copied exactly '
-    "from the catalog facts below: the page of the dataset that best fits the question."
+    "from the catalog facts below: the page of the dataset that best fits the question. "
+    "If the facts list no dataset, give no link."
 )
 
 _AUDIENCE_PROMPTS: dict[str, str] = {
@@ -77,7 +78,7 @@ def build_system_message(request: AnswerRequest, grounding: Grounding) -> str:
     from llm.grounding import grounding_prompt
 
     parts = [system_prompt(request.audience)]
-    if request.showing is not None:
+    if request.showing is not None and request.showing not in grounding.entries:
         parts.append(
             f'The sphere is showing "{request.showing.title}" right now '
             f'({request.showing.url}). Questions such as "what is this?" or '

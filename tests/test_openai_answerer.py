@@ -105,7 +105,9 @@ def retriever(catalog: Catalog):
 
 
 def cfg_for(server: Server | str, **overrides: object) -> LlmConfig:
-    base_url, model = (server, "sos") if isinstance(server, str) else server
+    base_url, model = (
+        (server, "sos") if isinstance(server, str) else (server.base_url, server.model)
+    )
     values: dict[str, object] = {
         "answerer": "openai",
         "base_url": base_url,
@@ -152,7 +154,9 @@ async def test_concurrent_answers(server: Server, catalog: Catalog, retriever) -
 
 
 async def test_cancel_closes_the_http_stream(server: Server, catalog: Catalog, retriever) -> None:
-    ans = OpenAIAnswerer(cfg_for(server, max_new_tokens=400), catalog, retriever)
+    # transformers serve (unlike vLLM) finishes a disconnected request before the next one,
+    # so keep it short; what is checked is that our side closes the HTTP response.
+    ans = OpenAIAnswerer(cfg_for(server, max_new_tokens=40), catalog, retriever)
     try:
         stream = ans.stream(AnswerRequest(question="Tell me everything about the ocean."))
         first = await anext(stream)
