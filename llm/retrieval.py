@@ -326,8 +326,8 @@ class Thresholds:
 # Measured with bench/retrieval.py (see bench/results/retrieval.json, "thresholds").
 THRESHOLDS = {
     "lexical": Thresholds(weak=0.42, strong=0.45),
-    "dense": Thresholds(weak=0.30, strong=0.55),
-    "hybrid": Thresholds(weak=0.28, strong=0.55),
+    "dense": Thresholds(weak=0.30, strong=0.45),
+    "hybrid": Thresholds(weak=0.40, strong=0.45),
 }
 
 

@@ -1,0 +1,276 @@
+"""The offline default answerer: a short spoken answer straight from the SOS catalog.
+
+At a kiosk without a GPU there is no language model, but there is the catalog: 520 datasets
+with NOAA-written descriptions. This answerer finds the dataset the question is about (the
+shared :func:`llm.grounding.build_grounding`, so "this" means what is on the sphere exactly as
+for the LLM answerers), picks the one or two description sentences that best answer the
+question, cleans them for speech, and streams them in word groups like an LLM would, so the
+voice loop's sentence splitter and TTS behave the same. The link goes through the same
+:class:`llm.grounding.LinkGuard` as a model's output. When nothing in the catalog fits, it says
+so instead of reading out the least bad match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from llm.base import AnswerEvent, AnswerRequest, Audience
+from llm.catalog import Catalog, CatalogEntry
+from llm.grounding import (
+    Grounding,
+    LinkGuard,
+    asks_for_related,
+    build_grounding,
+    description_sentences,
+    related_entries,
+    split_for_streaming,
+)
+from llm.retrieval import Retriever, analyze
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How long an answer is for one audience."""
+
+    sentences: int
+    max_words: int
+    length_penalty: float
+    long_word_penalty: float
+
+
+_STYLES: dict[str, _Style] = {
+    "kids": _Style(sentences=1, max_words=25, length_penalty=0.3, long_word_penalty=0.6),
+    "general": _Style(sentences=2, max_words=60, length_penalty=0.05, long_word_penalty=0.1),
+    "educator": _Style(sentences=2, max_words=70, length_penalty=0.05, long_word_penalty=0.0),
+}
+_DESCRIBING_RE = re.compile(
+    r"\b(?:this|the) (?:dataset|animation|visuali[sz]ation|movie|film|image|map|simulation)\b|"
+    r"\b(?:shows?|depicts?|displays?|illustrates?)\b",
+    re.I,
+)
+# Sentences that lean on the one before ("But as the waves...") make no sense alone.
+_DANGLING_RE = re.compile(
+    r"^(?:but|however|as a result|this means|also|and|so|thus|therefore|because of this|"
+    r"in addition|additionally|furthermore|it|they|these|those|this|that|he|she|here)\b",
+    re.I,
+)
+# Catalog sentences that talk about the product rather than the science.
+_META_RE = re.compile(
+    r"\b(?:science on a sphere|sos explorer|\bsos\b|length of dataset|available for|"
+    r"this (?:movie|film) is available)\b",
+    re.I,
+)
+
+
+def spoken_title(title: str) -> str:
+    """A catalog title as it is said: "Tsunami Locations - 2000 BCE - 2014" ->
+    "Tsunami Locations, 2000 BCE to 2014"."""
+    text = re.sub(r"[()\[\]]", "", title)
+    text = re.sub(
+        r"(\d{1,4}(?:\s*(?:BCE|BC|CE|AD))?)\s*[-–]\s*(\d{1,4}|[Pp]resent)\b", r"\1 to \2", text
+    )
+    text = re.sub(r"\s+[-–]\s+", ", ", text)
+    return " ".join(text.split())
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + (", and " if len(items) > 2 else " and ") + items[-1]
+
+
+def _sentences(entry: CatalogEntry) -> list[str]:
+    sentences = [s for s in description_sentences(entry) if not _META_RE.search(s)]
+    return sentences or description_sentences(entry)
+
+
+def _overlaps(sentences: Sequence[str], question: str) -> list[float]:
+    """Per sentence, how much of the question it covers (rarer words count more)."""
+    terms = [set(analyze(s)) for s in sentences]
+    wanted = set(analyze(question))
+    df = {t: sum(t in ts for ts in terms) for t in wanted}
+    return [sum(1.0 + math.log(len(sentences) / df[t]) for t in wanted if t in ts) for ts in terms]
+
+
+def relevance(entry: CatalogEntry, question: str) -> float:
+    """How well the entry's best sentence answers the question (0: no word in common)."""
+    sentences = _sentences(entry)
+    return max(_overlaps(sentences, question), default=0.0)
+
+
+def pick_sentences(entry: CatalogEntry, question: str, audience: Audience) -> list[str]:
+    """The description sentences that best answer ``question``, in their original order.
+
+    Relevance is the overlap of the question's words with the sentence's (rarer words within
+    the description count more); without any overlap (deictic or general questions) the
+    sentence that describes what the dataset shows wins. Kids get one short sentence, with
+    long words counted against it.
+    """
+    style = _STYLES.get(audience, _STYLES["general"])
+    sentences = _sentences(entry)
+    if not sentences:
+        return [entry.summary(200)] if entry.description.strip() else []
+    overlaps = _overlaps(sentences, question)
+
+    def score(i: int) -> float:
+        words = sentences[i].split()
+        describing = 0.8 if _DESCRIBING_RE.search(sentences[i]) else 0.0
+        position = -0.15 * i
+        too_long = max(0, len(words) - style.max_words / style.sentences) * style.length_penalty
+        long_words = sum(len(w) > 10 for w in words) * style.long_word_penalty
+        dangling = 1.0 if _DANGLING_RE.match(sentences[i]) else 0.0
+        return 2.0 * overlaps[i] + describing + position - too_long - long_words - dangling
+
+    ranked = sorted(range(len(sentences)), key=lambda i: (-score(i), i))
+    chosen: list[int] = []
+    used = 0
+    for i in ranked:
+        words = len(sentences[i].split())
+        if chosen and used + words > style.max_words:
+            continue
+        chosen.append(i)
+        used += words
+        if len(chosen) == style.sentences:
+            break
+    return [sentences[i] for i in sorted(chosen)]
+
+
+# Hits within CLOSE_SCORE of the best (among the first CLOSE_HITS) count as a tie, broken by
+# which description answers the question best.
+CLOSE_HITS = 5
+CLOSE_SCORE = 0.03
+
+
+class CatalogAnswerer:
+    """Answers from the SOS catalog alone (no model): the offline default at a CPU kiosk."""
+
+    name = "catalog"
+
+    def __init__(
+        self, catalog: Catalog, retriever: Retriever, *, grounding_entries: int = 3
+    ) -> None:
+        if grounding_entries < 1:
+            raise ValueError("grounding_entries must be >= 1")
+        self._catalog = catalog
+        self._retriever = retriever
+        self._k = grounding_entries
+
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
+        """The answer in word groups, then the Link (if the catalog had a real match).
+
+        Retrieval (tens of milliseconds with the dense encoder) runs in a worker thread so one
+        visitor's question never stalls the other sessions on the loop.
+        """
+        grounding, text = await asyncio.to_thread(self.compose, request)
+        guard = LinkGuard(self._catalog, grounding)
+        for piece in split_for_streaming(text):
+            for event in guard.feed(piece):
+                yield event
+            await asyncio.sleep(0)
+        for event in guard.finish():
+            yield event
+
+    async def aclose(self) -> None:
+        """Nothing to release: the catalog and retriever belong to the process."""
+
+    # -- composing -------------------------------------------------------------------------
+
+    def compose(self, request: AnswerRequest) -> tuple[Grounding, str]:
+        """(grounding, raw answer text ending in "More information: URL" when there is a
+        match). Blocking; :meth:`stream` runs it in a thread."""
+        grounding = build_grounding(request, self._retriever, self._k)
+        showing = request.showing
+        top = grounding.hits[0] if grounding.hits else None
+        matched = self._retriever.is_match(top)
+
+        if asks_for_related(request.question) and (grounding.pinned or showing is None):
+            about = showing if grounding.pinned else (top.entry if matched and top else None)
+            if about is not None:
+                return grounding, self._related_answer(about)
+
+        entry = self._answer_entry(grounding, matched, request.question)
+        if entry is None:
+            return Grounding((), None), self._no_match(showing)
+        lead = (
+            f"This is {spoken_title(entry.title)}."
+            if grounding.pinned
+            else (f"Take a look at {spoken_title(entry.title)}.")
+        )
+        parts = [lead, *pick_sentences(entry, request.question, request.audience)]
+        if request.audience == "educator":
+            parts.append(self._tags_sentence(entry))
+        text = " ".join(p for p in parts if p)
+        return grounding, f"{text}\n\nMore information: {entry.url}"
+
+    def _answer_entry(
+        self, grounding: Grounding, matched: bool, question: str
+    ) -> CatalogEntry | None:
+        """Which dataset to read from: the pinned (showing) one for "what is this?", the
+        question's own match when the showing one does not fit the question at all, else the
+        grounding's primary. None when there is no match and no deictic question."""
+        if grounding.pinned:
+            return grounding.primary
+        if not matched:
+            return None
+        top = self._best_of_close_hits(grounding, question)
+        showing = grounding.showing
+        if (
+            showing is not None
+            and grounding.primary == showing
+            and grounding.showing_score < self._retriever.thresholds.weak
+        ):
+            return top  # a real question, just not about what is showing
+        if grounding.primary is not None and grounding.primary != grounding.hits[0].entry:
+            return grounding.primary  # the showing dataset, which fits the question
+        return top
+
+    def _best_of_close_hits(self, grounding: Grounding, question: str) -> CatalogEntry:
+        """Among hits that retrieval could hardly tell apart (many tsunami datasets score the
+        same for "what causes a tsunami?"), the one whose description answers best."""
+        best = grounding.hits[0]
+        close = [
+            h.entry
+            for h in grounding.hits[:CLOSE_HITS]
+            if h.score >= best.score - CLOSE_SCORE and self._retriever.is_match(h)
+        ]
+        return max(close, key=lambda e: (relevance(e, question), -close.index(e)))
+
+    def _related_answer(self, entry: CatalogEntry) -> str:
+        related = related_entries(entry, self._catalog, retriever=self._retriever, k=3)
+        if not related:
+            return (
+                f"I don't know of datasets like {spoken_title(entry.title)} in the catalog."
+                f"\n\nMore information: {entry.url}"
+            )
+        names = _join([spoken_title(e.title) for e in related])
+        return (
+            f"If you like {spoken_title(entry.title)}, have a look at {names}."
+            f"\n\nMore information: {entry.url}"
+        )
+
+    @staticmethod
+    def _tags_sentence(entry: CatalogEntry) -> str:
+        tags = [c for c in entry.categories][:3]
+        keywords = [k for k in entry.keywords if k not in tags][:4]
+        bits = []
+        if tags:
+            bits.append(f"It fits classroom topics like {_join([t.lower() for t in tags])}")
+        if keywords:
+            bits.append(f"keywords include {_join([k.lower() for k in keywords])}")
+        return (", and ".join(bits) + ".") if bits else ""
+
+    @staticmethod
+    def _no_match(showing: CatalogEntry | None) -> str:
+        if showing is not None:
+            return (
+                "Sorry, I don't have a dataset about that. You can ask me about what's on "
+                f"the sphere right now, {spoken_title(showing.title)}."
+            )
+        return (
+            "Sorry, I don't have a dataset about that. Try asking about something on the "
+            "sphere, like hurricanes, earthquakes, the oceans, or the planets."
+        )
