@@ -178,6 +178,7 @@
         finishResponse(event.response);
         break;
       case "error":
+        if (event.error.code === "response_cancel_not_active") break; // a harmless race
         showError(event.error.message);
         if (!state.responseActive) setStatus(readyText());
         break;
@@ -416,6 +417,7 @@
     ui.handsfree.textContent = state.handsFree ? "Hands-free: on" : "Hands-free: off";
     ui.talk.disabled = state.handsFree;
     resetTalk();
+    if (state.handsFree) ui.talkLabel.textContent = "Hands-free: just ask";
     try {
       await connect();
       send({ type: "session.update", session: { turn_detection: state.handsFree ? serverVad() : null } });

@@ -48,3 +48,18 @@ async def test_page_fake_mic_on_scripted_sessions(fake_server: Server, tmp_path:
         assert "tsunami" in (await page.eval(TRANSCRIPT)).lower()
         session = fake_server.services.sessions[-1]
         assert session.fed_bytes > 16000  # the page streamed the microphone as 16 kHz PCM16
+
+
+@pytest.mark.slow
+async def test_page_fake_mic_real_models(real_server: Server, tmp_path: Path) -> None:
+    """The kiosk flow on the real models; saves docs/web-screenshot.png."""
+    wav = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", rate=48000, trail_s=2.0)
+    async with open_page(real_server.http_url, fake_mic_wav=wav) as page:
+        await page.click("#handsfree")
+        await page.wait_for(CARD, timeout=90)
+        assert "tsunami" in (await page.eval(TRANSCRIPT)).lower()
+        assert len(await page.eval(ANSWER)) > 40
+        assert "tsunami" in (await page.eval(CARD)).lower()
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        await page.screenshot(SCREENSHOT)
+    assert real_server.metrics.turns["completed"] == 1

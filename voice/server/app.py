@@ -189,6 +189,8 @@ class Server:
     def metrics_snapshot(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
         snap["sessions"]["max"] = self.settings.max_sessions
+        live = [c.queue.peak_bytes for c in self._connections]
+        snap["send_queue_peak_bytes"] = max([snap["send_queue_peak_bytes"], *live])
         snap["send_queue_bytes_now"] = sum(c.queue.bytes for c in self._connections)
         return snap
 
