@@ -179,18 +179,18 @@ def test_resume_reaches_the_same_weights(run_a: TrainResult, run_b: TrainResult)
 def test_adapter_loads_onto_the_base_and_changes_output(
     run_a: TrainResult, tiny_qwen_dir: Path
 ) -> None:
-    from peft import PeftModel
+    """The run folder is what llm/ serves: 4-bit base + this adapter via peft."""
+    from llm.transformers_answerer import load_model
+    from voice.config import LlmConfig
 
-    from training.train import load_base_model
-
-    cfg = tiny_config(tiny_qwen_dir)
-    base = load_base_model(cfg.model, for_training=False)
     ids = torch.tensor([[151644, 872, 198, 3838, 374, 264, 85003, 30, 151645]])
-    with torch.no_grad():
-        before = base(input_ids=ids).logits
-        model = PeftModel.from_pretrained(base, str(run_a.out_dir))
-        after = model(input_ids=ids).logits
-    assert not torch.allclose(before, after, atol=1e-4)
+    outputs = []
+    for adapter in ("", str(run_a.out_dir)):
+        loaded = load_model(LlmConfig(base_model=str(tiny_qwen_dir), adapter=adapter), "cpu")
+        assert loaded.adapter == adapter
+        with torch.no_grad():
+            outputs.append(loaded.model(input_ids=ids).logits.float())
+    assert not torch.allclose(outputs[0], outputs[1], atol=1e-3)
 
 
 def test_merge_exports_plain_weights(run_a: TrainResult, tmp_path: Path) -> None:
