@@ -16,11 +16,18 @@ from voice.tts import Synthesizer, TtsError, resolve_voice
 
 pytestmark = pytest.mark.slow
 
+# Sentences Piper's joe voice and tiny.en agree on (measured); with the words to hear back.
 SENTENCES = [
     "Hurricanes draw their energy from warm sea surface temperatures.",
-    "Earthquakes under the sea can start a tsunami.",
-    "The ocean covers most of our planet.",
-    "Carbon dioxide warms the atmosphere.",
+    "Ocean acidification happens when seawater absorbs carbon dioxide.",
+    "Arctic sea ice shrinks every summer and grows back in winter.",
+    "The jet stream steers storms across North America.",
+]
+KEYS = [
+    ["hurrican", "energy", "warm", "sea", "surface", "temperature"],
+    ["ocean", "acidification", "carbon", "dioxide"],
+    ["arctic", "sea", "ice", "summer", "winter"],
+    ["jet", "stream", "storms", "america"],
 ]
 
 
@@ -51,7 +58,7 @@ def test_a_sentence_is_real_speech(synthesizer: Synthesizer, transcriber: Transc
     assert 2.0 < seconds(pcm, synthesizer.sample_rate) < 8.0
     assert rms_dbfs(pcm) > -30.0, "audible, not near-silence"
     text = transcriber.transcribe(pcm, synthesizer.sample_rate)
-    assert heard(["hurricanes", "energy", "warm", "sea", "surface", "temperature"], text), text
+    assert heard(KEYS[0], text), text
 
 
 def test_chunks_stream_one_per_sentence(synthesizer: Synthesizer) -> None:
@@ -99,8 +106,9 @@ def test_concurrent_synthesis(synthesizer: Synthesizer, transcriber: Transcriber
         # Piper samples its durations, so renderings differ a little; a mix-up would not.
         assert abs(seconds(pcm, rate) - expected) < 0.2 * expected, sentence
         assert rms_dbfs(pcm) > -30.0
-    assert heard(["earthquakes", "sea"], transcriber.transcribe(outputs[1], rate))
-    assert heard(["carbon", "dioxide"], transcriber.transcribe(outputs[7], rate))
+    for i, pcm in enumerate(outputs):  # each thread got its own sentence, whole
+        text = transcriber.transcribe(pcm, rate)
+        assert heard(KEYS[i % len(SENTENCES)], text), (jobs[i], text)
 
 
 # ----------------------------------------------------------------------- voice errors
