@@ -112,6 +112,12 @@ def versions() -> dict[str, str]:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
             out[name] = "missing"
+    try:  # a mock library here means bitsandbytes fell back to slow pure-PyTorch kernels
+        from bitsandbytes import cextension
+
+        out["bitsandbytes_native"] = type(cextension.lib).__name__
+    except Exception as exc:  # diagnostics only
+        out["bitsandbytes_native"] = f"unavailable: {exc}"
     return out
 
 
@@ -131,6 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"model.base_model={json.dumps(str(model_dir))}",
         f"model.tokenizer={json.dumps(tok_dir)}",
         f"model.compute_dtype={json.dumps(args.compute_dtype)}",
+        f"train.optimizer={json.dumps(args.optimizer)}",
         f"train.max_steps={args.steps}",
         f"train.logging_steps={max(1, args.steps // 10)}",
         "train.save_steps=0",
@@ -159,12 +166,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": "tiny Qwen3 (random)" if args.tiny else "Qwen3-4B shape (random init)",
         "quantization": "4-bit NF4 + double quant" if cfg.model.load_in_4bit else "none",
         "compute_dtype": str(resolve_compute_dtype(args.compute_dtype)).removeprefix("torch."),
-        "recipe": "LoRA r=8 alpha=32 on q/k/v/o/gate/up/down, paged_adamw_8bit, lr 2e-4, "
+        "recipe": f"LoRA r=8 alpha=32 on q/k/v/o/gate/up/down, {args.optimizer}, lr 2e-4, "
         "batch 1 x grad-accum 4, gradient checkpointing, loss on answer tokens",
         "steps": result.steps,
         "examples_per_step": cfg.train.batch_size * cfg.train.grad_accum,
         "train_tokens_per_s": round(result.train_tokens_per_s, 1),
         "step_time_s": round(result.step_time_s, 4),
+        "optimizer_time_s": round(result.optimizer_time_s, 4),
         "peak_gpu_memory_gib": round(result.peak_gpu_memory_gb, 2),
         "first_logged_loss": losses[0] if losses else None,
         "last_logged_loss": losses[-1] if losses else None,
@@ -187,6 +195,7 @@ def print_table(res: dict[str, Any]) -> None:
         ("optimizer steps", res["steps"]),
         ("train tokens/s", res["train_tokens_per_s"]),
         ("step time (4 examples)", f"{res['step_time_s']:.3f} s"),
+        ("  of which clip + optimizer", f"{res['optimizer_time_s']:.3f} s"),
         ("peak GPU memory", f"{res['peak_gpu_memory_gib']} GiB"),
         ("loss first → last", f"{res['first_logged_loss']:.3f} → {res['last_logged_loss']:.3f}"),
         ("mean tokens / example", res["mean_tokens_per_example"]),
@@ -203,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--tokenizer", help="Qwen3 tokenizer folder (default: bundled)")
     parser.add_argument("--compute-dtype", default="auto", help="auto, bfloat16, float32")
+    parser.add_argument(
+        "--optimizer", default="paged_adamw_8bit", help="paged_adamw_8bit, adamw_8bit, adamw_torch"
+    )
     parser.add_argument("--eval-examples", type=int, default=32, help="eval-loss rows at end")
     parser.add_argument("--workdir", help="where the model and run go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -520,6 +520,8 @@ class TrainResult:
     step_time_s: float
     peak_gpu_memory_gb: float
     stopped_early: bool = False
+    # Share of step time in clip + optimizer step: tells a slow (e.g. paged) optimizer apart.
+    optimizer_time_s: float = 0.0
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -669,7 +671,7 @@ def train(
     bar = _progress(cfg.train.progress, total_steps, step)
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
-    train_tokens, train_time, steps_run = 0, 0.0, 0
+    train_tokens, train_time, optim_time, steps_run = 0, 0.0, 0.0, 0
     window_loss = window_tokens = 0.0
     model.train()
     stopped = False
@@ -689,6 +691,9 @@ def train(
             outputs.loss.backward()
             loss_sum += float(outputs.loss.detach())
             train_tokens += int(b["attention_mask"].sum())
+        if on_cuda:
+            torch.cuda.synchronize()
+        optim_start = time.perf_counter()
         if cfg.train.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, cfg.train.max_grad_norm)
         optimizer.step()
@@ -696,6 +701,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         if on_cuda:
             torch.cuda.synchronize()
+        optim_time += time.perf_counter() - optim_start
         train_time += time.perf_counter() - start
         step += 1
         steps_run += 1
@@ -757,6 +763,7 @@ def train(
         step_time_s=train_time / max(steps_run, 1),
         peak_gpu_memory_gb=peak,
         stopped_early=stopped,
+        optimizer_time_s=optim_time / max(steps_run, 1),
     )
     if stopped:
         log(f"stopped after step {step} (checkpoint kept; --resume continues)")
@@ -851,6 +858,7 @@ def _finish(out: Path, tokenizer: Any, result: TrainResult, cfg: TrainConfig) ->
         "train_tokens_per_s": result.train_tokens_per_s,
         "step_time_s": result.step_time_s,
         "peak_gpu_memory_gb": result.peak_gpu_memory_gb,
+        "optimizer_time_s": result.optimizer_time_s,
         "history": result.history,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
