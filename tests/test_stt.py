@@ -82,9 +82,9 @@ def test_piper_tsunamis_needs_the_sos_vocabulary(transcriber: Transcriber, piper
     with_vocab = transcriber.with_options(beam_size=5)
     without = transcriber.with_options(hotwords="", beam_size=5)
     hits = [heard(["tsunami"], with_vocab.transcribe(pcm, rate)) for pcm in takes]
-    misses = [heard(["tsunami"], without.transcribe(pcm, rate)) for pcm in takes]
+    plain = [heard(["tsunami"], without.transcribe(pcm, rate)) for pcm in takes[:3]]
     assert sum(hits) >= 3, "the SOS vocabulary should make Whisper hear 'tsunamis'"
-    assert sum(hits) > sum(misses)
+    assert sum(plain) < sum(hits[:3]) or sum(plain) == 0, "and it is the vocabulary's doing"
     text = with_vocab.transcribe(takes[0], rate)
     assert heard(["earthquakes", "under", "sea"], text), text
 
