@@ -1,16 +1,17 @@
 """Speech-to-text: one faster-whisper model per process, shared by every session.
 
 Why these decoding settings: our own VAD already cut the turn, so Whisper's VAD, timestamps and
-conditioning on previous windows only cost time; a single greedy pass at temperature 0 keeps the
+conditioning on previous windows only cost time; a single pass at temperature 0 keeps the
 latency of a turn predictable (the temperature fallback can decode the same audio six times).
 
 Why a vocabulary: tiny.en hears Piper's "tsunamis" as "two nummies" and "aerosols" as "air
-soles". Rare SOS words from the catalog, passed as faster-whisper ``hotwords`` (text placed before
-the decoder's start token, like a previous transcript), bias it toward the exhibit's words. On
-our 44-utterance SOS set that cut the word error rate from 0.33 to 0.21 (espeak-ng questions) and
-0.14 to 0.09 (Piper answers); ``hotwords`` and ``initial_prompt`` decode identically for one
-window, and hotwords apply to every 30 s window, so the vocabulary goes there and a per-call
-``prompt`` (e.g. the dataset on the sphere) goes in ``initial_prompt`` after it.
+soles". Rare SOS words, passed as faster-whisper ``hotwords`` (text placed before the decoder's
+start token, like a previous transcript), bias it toward the exhibit's words. On 20 espeak-ng
+questions and 48 Piper answer takes, word error rate went 0.38 -> 0.18 (espeak) and 0.15 -> 0.10
+(Piper) at beam 1, and to 0.09 / 0.08 at beam 5. ``hotwords`` and ``initial_prompt`` gave
+identical transcripts (the same tokens in the same place for one 30 s window); hotwords apply to
+every window, so the vocabulary goes there and a per-call ``prompt`` (e.g. the dataset on the
+sphere) goes in ``initial_prompt`` after it.
 
 Why the guards: with a prompt, Whisper turns noise into "Earth, Earth, Earth, ..." and silence
 into "Thank you."; a turn of non-speech must give "" quickly, never a question.
