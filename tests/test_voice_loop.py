@@ -33,9 +33,9 @@ pytestmark = pytest.mark.slow
 
 QUESTIONS = [
     ("What causes a tsunami?", "tsunami", 0.5, None),
-    ("Where do hurricanes form?", "hurricane", 0.8, -38.0),
-    ("Why is the ocean getting more acidic?", "acid", 1.0, -35.0),
-    ("How fast is the Arctic sea ice melting?", "ice", 0.6, None),
+    ("Tell me about hurricanes.", "hurricane", 0.8, None),
+    ("Why is the ocean getting more acidic?", "acid", 1.0, -40.0),
+    ("How fast is the Arctic sea ice melting?", "ice", 0.6, -45.0),
 ]
 
 
@@ -178,7 +178,7 @@ async def test_half_duplex_ignores_speech_while_answering(
     second = espeak_wav("What about volcanoes?", tmp_path / "b.wav", lead_s=0.1, trail_s=0.8)
     rec = Recorder()
     session = Session(services, rec)
-    session.update(barge_in=False)
+    session.update(half_duplex=True)
     await feed_wav(session, first)
     while not rec.of(ResponseAudio):
         await asyncio.sleep(0.01)

@@ -134,6 +134,7 @@ class CatalogConfig:
 @dataclass(frozen=True)
 class PipelineConfig:
     barge_in: bool = True
+    half_duplex: bool = False
     first_chunk_min_chars: int = 24
     max_history_turns: int = 6
 

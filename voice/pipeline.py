@@ -67,6 +67,7 @@ class SessionSettings:
     vad: VadConfig = field(default_factory=VadConfig)
     turn_detection: bool = True
     barge_in: bool = True
+    half_duplex: bool = False
     audience: Audience = "general"
     showing: CatalogEntry | None = None
     instructions: str = ""
@@ -157,8 +158,8 @@ class Session:
         """Take microphone audio: 16 kHz mono PCM16, any length. Never blocks."""
         if self._closed:
             return
-        if not self.settings.barge_in and self.busy:
-            # Half-duplex: an open speaker would hear itself; ignore the mic while answering.
+        if self.settings.half_duplex and self.busy:
+            # An open speaker without echo cancellation would hear itself: ignore the mic.
             self._vad.reset()
             return
         for frame in self._framer.push(pcm16):
