@@ -36,20 +36,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 # (question, words one of which the catalog link must contain)
 TOPICS = [
     ("What causes a tsunami?", ("tsunami",)),
-    ("Where do hurricanes form?", ("hurricane", "tropical", "cyclone")),
-    ("Why is the ocean getting more acidic?", ("acidification", "ph")),
+    ("Where do hurricanes form?", ("hurrican", "tropical", "cyclone", "storm")),
+    ("Why is the ocean getting more acidic?", ("acidi",)),
     ("How fast is the Arctic sea ice melting?", ("sea-ice", "ice")),
-    ("Where do earthquakes happen?", ("earthquake",)),
-    ("Where are the volcanoes on Earth?", ("volcano",)),
+    ("Where do earthquakes happen?", ("earthquake", "seismic", "quake")),
+    ("Where are the volcanoes on Earth?", ("volcan",)),
     ("What is happening to coral reefs?", ("coral", "reef")),
-    ("What is El Nino?", ("el-nino", "enso", "nino")),
+    ("What is El Nino?", ("nino", "enso")),
     ("What is the ozone hole?", ("ozone",)),
     ("How much carbon dioxide is in the air?", ("carbon", "co2")),
     ("How warm is the sea surface?", ("sea-surface", "sst", "temperature")),
     ("What is on the Moon?", ("moon", "lunar")),
     ("What is Mars like?", ("mars",)),
     ("Where do wildfires burn?", ("fire",)),
-    ("How do tectonic plates move?", ("plate", "tectonic")),
+    ("How do tectonic plates move?", ("plate", "tecton")),
     ("What is Jupiter like?", ("jupiter",)),
     ("How do ocean currents move?", ("current", "circulation")),
 ]
@@ -57,7 +57,7 @@ TOPICS = [
 # hurricanes form?" and "What is a volcano?" come out garbled).
 SPOKEN = [
     ("What causes a tsunami?", ("tsunami",)),
-    ("Tell me about hurricanes.", ("hurricane", "tropical", "cyclone")),
+    ("Tell me about hurricanes.", ("hurrican", "tropical", "cyclone", "storm")),
     ("Tell me about the Moon.", ("moon", "lunar")),
 ]
 HEARD = ("tsunami", "hurricane", "moon")  # the word each transcript must contain
@@ -219,12 +219,15 @@ async def test_twenty_concurrent_clients_each_get_their_own_answer(
     results = await asyncio.gather(*typed, *spoken)
     wall = time.monotonic() - started
     assert len(results) == 20
+    wrong = []
     for (question, words), result in zip([*TOPICS, *SPOKEN], results, strict=True):
         response = result["response"]
         assert response["status"] == "completed", question
-        assert link_matches(response["sos_link"], words), (question, response["sos_link"])
+        if not link_matches(response["sos_link"], words):
+            wrong.append((question, response["sos_link"]))
         transcript = response["output"][0]["content"][0]["transcript"]
         assert len(transcript) > 20, question
+    assert not wrong, wrong
     for word, result in zip(HEARD, results[len(TOPICS) :], strict=True):
         assert word in result["transcript"].lower()
     firsts = sorted(r["first_audio_s"] for r in results)

@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -300,3 +304,92 @@ async def test_health_metrics_and_page(fake_server: Server) -> None:
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     status, _, _ = await asyncio.to_thread(_get, base + "..%2f..%2fetc%2fpasswd")
     assert status == 404
+
+
+async def test_cancel_then_new_question_back_to_back(fake_server: Server) -> None:
+    fake_server.services.answer_audio_s = 30.0
+    async with client(fake_server) as ws:
+        await next_event(ws)
+        for message in ask("What causes a tsunami?"):
+            await ws.send(message)
+        await until(ws, "response.audio.delta")
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        for message in ask("Where do hurricanes form?"):  # before the cancel has unwound
+            await ws.send(message)
+        first, _ = await until(ws, "response.done")
+        assert first["response"]["status"] == "cancelled"
+        _, seen = await until(ws, "response.created")
+        assert not any(isinstance(e, dict) and e["type"] == "error" for e in seen), seen
+        second, seen = await until(ws, "response.done")
+        text = "".join(e["delta"] for e in seen if e["type"] == "response.audio_transcript.delta")
+        assert "hurricanes" in text and second["response"]["status"] == "completed"
+
+
+async def test_session_settings_reach_the_session(fake_server: Server) -> None:
+    async with client(fake_server) as ws:
+        await next_event(ws)
+        update = {
+            "audience": "kids",
+            "instructions": "Be brief.",
+            "turn_detection": {
+                "type": "server_vad",
+                "silence_duration_ms": 900,
+                "prefix_padding_ms": 200,
+                "threshold": 0.9,
+                "create_response": False,
+            },
+        }
+        await ws.send(json.dumps({"type": "session.update", "session": update}))
+        updated = await next_event(ws)
+        assert updated["session"]["audience"] == "kids"
+        settings = fake_server.services.sessions[-1].settings
+        assert settings.audience == "kids" and settings.instructions == "Be brief."
+        assert settings.vad.end_silence_ms == 900 and settings.vad.preroll_ms == 200
+        assert settings.vad.aggressiveness == 3 and settings.auto_respond is False
+        assert settings.vad.max_turn_s <= fake_server.settings.max_turn_audio_s
+
+
+async def test_message_far_over_the_limit_closes_with_1009(fake_server: Server) -> None:
+    async with client(fake_server) as ws:
+        await next_event(ws)
+        await ws.send(b"\x00" * (2 * fake_server.settings.max_message_bytes + 2))
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await ws.recv()
+        assert info.value.rcvd.code == 1009
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+async def test_tls(
+    start_server: StartServer, config: Config, catalog: Catalog, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = await start_server(
+        config, FakeServices(config, catalog), fake=True, tls_cert=str(cert), tls_key=str(key)
+    )
+    assert server.ws_url.startswith("wss://")
+    context = ssl.create_default_context(cafile=str(cert))
+    async with client(server, ssl=context) as ws:
+        assert (await next_event(ws))["type"] == "session.created"
