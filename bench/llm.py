@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import platform
 import statistics
@@ -36,8 +37,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if __name__ == "__main__":
+    # This script is named llm.py: run as a script, its own folder (first on sys.path) would
+    # shadow the llm package. Put the repository root first instead.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() not in (HERE, ROOT)]
     sys.path.insert(0, str(ROOT))
 
 from llm.chat_format import bundled_qwen_tokenizer_path, render_prompt  # noqa: E402
@@ -242,6 +247,7 @@ def bench_variant(
     finally:
         engine.close()
         del engine, loaded
+        gc.collect()  # the next variant's load measures its own memory, not this one's
         if on_gpu:
             torch.cuda.empty_cache()
     return rows, info
