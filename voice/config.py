@@ -103,7 +103,7 @@ class LlmConfig:
     temperature: float = 0.6
     top_p: float = 0.9
     history_tokens: int = 1536
-    max_batch: int = 8
+    max_batch: int = 32
     grounding_entries: int = 3
     base_url: str = ""
     model: str = "sos"
