@@ -163,11 +163,11 @@ class FakeSession:
                 await asyncio.sleep(0.005)
                 self._emit(ResponseTextDelta(response_id=rid, text=word + " "))
             self._emit(ResponseLink(rid, url=TSUNAMI_URL, title="Tsunami Locations"))
-            t = np.arange(int(FAKE_RATE * self._services.answer_audio_s)) / FAKE_RATE
-            pcm = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
-            for i in range(0, len(pcm), FAKE_RATE):  # 0.5 s chunks, like sentences
+            t = np.arange(FAKE_RATE // 2) / FAKE_RATE
+            chunk = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()  # 0.5 s
+            for _ in range(round(self._services.answer_audio_s * 2)):  # like sentences
                 await asyncio.sleep(0.01)
-                self._emit(ResponseAudio(rid, pcm=pcm[i : i + FAKE_RATE], sample_rate=FAKE_RATE))
+                self._emit(ResponseAudio(rid, pcm=chunk, sample_rate=FAKE_RATE))
         except asyncio.CancelledError:
             status = "cancelled"
             raise
