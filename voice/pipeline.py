@@ -120,6 +120,7 @@ class Session:
         self._unanswered: str | None = None
         self._carry_audio: bytes | None = None
         self._queue: asyncio.Queue[_Turn] = asyncio.Queue()
+        self._pending_responses = 0  # queued or running turns that will answer
         self._worker: asyncio.Task[None] | None = None
         self._current: asyncio.Task[None] | None = None
         self._current_turn: _Turn | None = None
@@ -220,7 +221,7 @@ class Session:
         """Answer the latest user item. Returns the response id, or None (error emitted)."""
         if self._closed:
             return None
-        if self.busy:
+        if self._response_queued():
             self._error(
                 "conversation_already_has_active_response",
                 "a response is already in progress; cancel it first",
@@ -229,6 +230,14 @@ class Session:
         response_id = new_id("resp")
         self._enqueue(_Turn(None, None, time.monotonic(), True, response_id))
         return response_id
+
+    def _response_queued(self) -> bool:
+        """A response is being produced or waits in the queue.
+
+        A turn that is only being transcribed (push-to-talk without auto-response) does not
+        count: ``commit`` then ``response.create`` queues the answer right behind it.
+        """
+        return self._pending_responses > 0
 
     def ask(self, text: str) -> str | None:
         """A typed question answered at once (the CLI's --text and the WebSocket's typed path)."""
@@ -239,7 +248,8 @@ class Session:
         """Cancel the turn in flight (and any queued). True if something was cancelled."""
         cancelled = False
         while not self._queue.empty():
-            self._queue.get_nowait()
+            if self._queue.get_nowait().respond:
+                self._pending_responses -= 1
             cancelled = True
         if self._current is not None and not self._current.done():
             self._current.cancel()
@@ -305,6 +315,8 @@ class Session:
     def _enqueue(self, turn: _Turn) -> None:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run_turns())
+        if turn.respond:
+            self._pending_responses += 1
         self._queue.put_nowait(turn)
 
     async def _run_turns(self) -> None:
@@ -317,6 +329,8 @@ class Session:
                 await asyncio.wait({self._current})
             finally:
                 self._current_turn = None
+                if turn.respond:
+                    self._pending_responses -= 1
                 if self._queue.empty():
                     self._set_state("listening")
 
@@ -399,7 +413,9 @@ class Session:
                 self._output.stop()
             text = "".join(parts).strip()
             self._remember(question, text)
-            self._unanswered = None
+            if self._unanswered == question:
+                # Only this question: one typed after a cancel() must survive the unwinding.
+                self._unanswered = None
             final = dataclasses.replace(
                 timings,
                 first_text=marks.get("first_text"),
