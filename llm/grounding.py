@@ -72,15 +72,17 @@ def is_deictic(question: str) -> bool:
 
 
 _RELATED_RE = re.compile(
-    r"\b(?:what|which|anything|something|any|show me|are there)\b.*\b(?:else|other|more|"
-    r"similar|related|like (?:this|that|it))\b|\bsimilar (?:datasets?|ones?|animations?)\b|"
-    r"\brelated (?:datasets?|ones?|animations?)\b",
+    r"\b(?:what|which|anything|something|any|show me|are there)\b.*"
+    r"\b(?:else|similar|related|like (?:this|that|it))\b|"
+    r"\b(?:other|similar|related) (?:datasets?|ones?|animations?|things)\b|"
+    r"\bmore like (?:this|that|it)\b",
     re.I,
 )
 
 
 def asks_for_related(question: str) -> bool:
-    """ "What else is like this?", "any similar datasets?", "show me other ones"."""
+    """ "What else is like this?", "any similar datasets?", "show me other ones" (not "what
+    other planets have rings?", which is a question of its own)."""
     return _RELATED_RE.search(question) is not None
 
 

@@ -88,6 +88,7 @@ def test_asks_for_related() -> None:
     assert asks_for_related("What else is like this?")
     assert asks_for_related("Are there similar datasets?")
     assert not asks_for_related("What causes a tsunami?")
+    assert not asks_for_related("What other planets have rings?")
 
 
 # -- grounding -----------------------------------------------------------------------------------
