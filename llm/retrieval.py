@@ -26,14 +26,17 @@ encoder's tokenizer, is behind a lock. So one Retriever serves all sessions and 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -284,6 +287,39 @@ class MiniLMEmbedder:
         return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
 
 
+def default_cache_dir() -> Path:
+    """Where derived data (catalog embeddings) is kept between runs: $XDG_CACHE_HOME/sos-voice."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sos-voice"
+
+
+def cached_encode(embedder: Embedder, texts: Sequence[str], cache_dir: Path | None) -> np.ndarray:
+    """``embedder.encode(texts)``, read from / written to an .npy file named by a content hash.
+
+    Any change to the texts or the encoder changes the key, so a stale cache cannot be read;
+    a cache folder that cannot be written (read-only kiosk image) only costs the encoding.
+    """
+    digest = hashlib.sha256(embedder.name.encode())
+    for text in texts:
+        digest.update(b"\0" + text.encode())
+    path = (cache_dir or default_cache_dir()) / f"embeddings-{digest.hexdigest()[:24]}.npy"
+    try:
+        matrix = np.load(path)
+        if matrix.shape[0] == len(texts):
+            return matrix
+    except (OSError, ValueError):
+        pass
+    matrix = embedder.encode(texts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, matrix)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot cache catalog embeddings in %s: %s", path.parent, exc)
+    return matrix
+
+
 def embeddings_available() -> bool:
     """True if the dense encoder can be loaded here (without loading it)."""
     import importlib.util
@@ -347,7 +383,12 @@ class Retriever:
     Catalog; immutable afterwards, so ``search`` is safe from any number of threads."""
 
     def __init__(
-        self, catalog: Catalog, *, embedder: Embedder | None = None, mode: str | None = None
+        self,
+        catalog: Catalog,
+        *,
+        embedder: Embedder | None = None,
+        mode: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """Index ``catalog``; with an ``embedder``, also embed every entry (seconds on a CPU).
 
@@ -373,7 +414,8 @@ class Retriever:
         self._matrix: np.ndarray | None = None
         if embedder is not None and mode != "lexical":
             started = time.perf_counter()
-            self._matrix = embedder.encode([entry_text_for_embedding(e) for e in self._entries])
+            texts = [entry_text_for_embedding(e) for e in self._entries]
+            self._matrix = cached_encode(embedder, texts, cache_dir)
             log.info(
                 "embedded %d catalog entries with %s in %.1f s",
                 len(self._entries),
@@ -389,9 +431,20 @@ class Retriever:
         )
 
     @classmethod
-    def build(cls, catalog: Catalog, use_embeddings: bool | None = None) -> Retriever:
+    def build(
+        cls,
+        catalog: Catalog,
+        use_embeddings: bool | None = None,
+        *,
+        cache_dir: Path | None = None,
+    ) -> Retriever:
         """The process's retriever. ``use_embeddings``: True = hybrid (error if the encoder is
-        missing), False = lexical only, None = hybrid if the encoder is installed."""
+        missing), False = lexical only, None = hybrid if the encoder is installed.
+
+        The catalog's embeddings are cached in ``cache_dir`` (default: the user cache folder),
+        keyed by the encoder and the exact entry texts: embedding 520 entries takes 10-90 s on
+        a busy 2-core kiosk, reading them back a millisecond.
+        """
         if use_embeddings is False or (use_embeddings is None and not embeddings_available()):
             return cls(catalog)
         try:
@@ -401,7 +454,7 @@ class Retriever:
                 raise
             log.warning("dense retrieval unavailable, using lexical only: %s", exc)
             return cls(catalog)
-        return cls(catalog, embedder=embedder)
+        return cls(catalog, embedder=embedder, cache_dir=cache_dir)
 
     # -- lexical index ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.retrieval import (
@@ -178,3 +179,20 @@ def test_modes_are_checked(catalog: Catalog) -> None:
         Retriever(catalog, mode="hybrid")
     with pytest.raises(ValueError, match="mode"):
         Retriever(catalog, mode="fuzzy")
+
+
+def test_catalog_embeddings_are_cached_by_content(tmp_path: Path) -> None:
+    from llm.retrieval import MiniLMEmbedder, cached_encode
+
+    embedder = MiniLMEmbedder()
+    texts = ["Tsunami locations", "Hurricane tracks", "Sea ice extent"]
+    first = cached_encode(embedder, texts, tmp_path)
+    (cached,) = tmp_path.iterdir()
+    assert np.allclose(np.load(cached), first)
+    np.save(cached, np.zeros_like(first))  # what is read back is the file, not a new encoding
+    assert np.allclose(cached_encode(embedder, texts, tmp_path), 0.0)
+    changed = cached_encode(embedder, [*texts[:2], "Sea ice extent 2024"], tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2 and not np.allclose(changed, 0.0)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")  # the cache cannot be written: encoding still works
+    assert cached_encode(embedder, texts, blocked / "sub").shape == first.shape

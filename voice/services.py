@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _use_embeddings(config: Config) -> bool | None:
+    return {"auto": None, "lexical": False, "hybrid": True}[config.catalog.retrieval]
+
+
 @dataclass
 class Services:
     """Shared models and their executors. Build with :meth:`load`; close with :meth:`aclose`."""
@@ -62,7 +66,7 @@ class Services:
             None, timed("catalog", lambda: Catalog.load(config.catalog.path or None))
         )
         retriever_f = loop.run_in_executor(
-            None, timed("retriever", lambda: Retriever.build(catalog))
+            None, timed("retriever", lambda: Retriever.build(catalog, _use_embeddings(config)))
         )
         stt_f = loop.run_in_executor(
             None, timed("stt", lambda: Transcriber.load(config.stt, catalog))
