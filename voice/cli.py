@@ -100,8 +100,6 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
         await mic.__aenter__()
     services = await Services.load(cfg)
     try:
-        for name, what in services.describe().items():
-            log.info("%s: %s", name, what)
         if args.serve:
             return await _serve(args, cfg, services)
         sink = _output_sink(args, cfg, live=live)

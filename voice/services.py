@@ -76,10 +76,7 @@ class Services:
         answerer, reason = await loop.run_in_executor(
             None, timed("answerer", lambda: build_answerer(config.llm, catalog, retriever))
         )
-        log.info("answerer: %s (%s)", answerer.name, reason)
-        log.info("stt: %s; tts: %s", transcriber.description, synthesizer.description)
-        log.info("load times (s): %s", timings)
-        return cls(
+        services = cls(
             config=config,
             catalog=catalog,
             retriever=retriever,
@@ -91,6 +88,10 @@ class Services:
             tts_executor=ThreadPoolExecutor(config.tts.workers, thread_name_prefix="tts"),
             load_seconds=timings,
         )
+        for name, what in services.describe().items():
+            log.info("%s: %s", name, what)
+        log.info("load times (s): %s", timings)
+        return services
 
     def describe(self) -> dict[str, str]:
         """What is loaded, for logs, the health endpoint and the CLI banner."""
