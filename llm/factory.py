@@ -178,5 +178,9 @@ def build_answerer(cfg: LlmConfig, catalog: Catalog, retriever: Retriever) -> tu
         from llm.catalog_answerer import CatalogAnswerer
 
         answerer = CatalogAnswerer(catalog, retriever, grounding_entries=cfg.grounding_entries)
+    from llm.educator import EducatorAnswerer
+
+    # Every backend gets the educator modes (quiz, classroom activity, related datasets).
+    answerer = EducatorAnswerer(answerer, catalog, retriever)
     log.info("answerer: %s (%s)", answerer.name, reason)
     return answerer, reason

@@ -45,6 +45,7 @@ from voice.events import (
     TranscriptReady,
     TurnTimings,
 )
+from voice.exhibit import Exhibit
 from voice.services import Services
 from voice.speech_text import SentenceSplitter, speakable
 from voice.vad import Endpointer
@@ -103,8 +104,10 @@ class Session:
         *,
         output: AudioSink | None = None,
         session_id: str | None = None,
+        exhibit: Exhibit | None = None,
     ) -> None:
         cfg = services.config
+        self.exhibit = exhibit  # the installation's sphere; settings.showing overrides it
         self.id = session_id or new_id("sess")
         self.settings = settings or SessionSettings(vad=cfg.vad, barge_in=cfg.pipeline.barge_in)
         self.settings.validate()
@@ -137,6 +140,14 @@ class Session:
     def busy(self) -> bool:
         """True while a turn is being transcribed, answered or spoken, or is queued."""
         return (self._current is not None and not self._current.done()) or not self._queue.empty()
+
+    @property
+    def showing(self) -> CatalogEntry | None:
+        """The dataset this session's questions are about: its own override
+        (``settings.showing``), else what the installation's sphere shows right now."""
+        if self.settings.showing is not None or self.exhibit is None:
+            return self.settings.showing
+        return self.exhibit.showing
 
     @property
     def history(self) -> tuple[ChatMessage, ...]:
@@ -365,7 +376,7 @@ class Session:
         request = AnswerRequest(
             question=question,
             history=tuple(self._history),
-            showing=self.settings.showing,
+            showing=self.showing,
             audience=self.settings.audience,
             instructions=self.settings.instructions,
         )
