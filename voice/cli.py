@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from llm.catalog import CatalogError
+from llm.catalog import Catalog, CatalogError
 from voice.audio import (
     AudioDeviceError,
     AudioSink,
@@ -89,25 +89,31 @@ def _output_sink(args: argparse.Namespace, cfg: Config, *, live: bool) -> AudioS
 
 
 async def _run(args: argparse.Namespace, cfg: Config) -> int:
+    from voice.exhibit import Exhibit
     from voice.pipeline import Session
     from voice.services import Services
 
     view = ConsoleView(verbose=args.verbose)
     live = not (args.text or args.wav or args.serve)
+    if args.showing:
+        # An unknown dataset fails in a second, before minutes of model loading.
+        catalog = await asyncio.to_thread(Catalog.load, cfg.catalog.path or None)
+        catalog.resolve(args.showing)
     if live:
         # Open the microphone before loading models: a kiosk without one fails in a second.
         mic = MicrophoneSource(cfg.audio.input_device, cfg.audio.frame_ms)
         await mic.__aenter__()
     services = await Services.load(cfg)
     try:
+        exhibit = Exhibit(services.catalog)  # the installation's sphere, shared by its sessions
+        exhibit.subscribe(lambda c: view.set_showing(c.showing.title if c.showing else ""))
+        if args.showing:
+            exhibit.set(args.showing, source="cli")
         if args.serve:
             return await _serve(args, cfg, services)
         sink = _output_sink(args, cfg, live=live)
-        session = Session(services, view, output=sink)
+        session = Session(services, view, output=sink, exhibit=exhibit)
         changes: dict[str, object] = {}
-        if args.showing:
-            changes["showing"] = services.catalog.resolve(args.showing)
-            view.set_showing(changes["showing"].title)  # type: ignore[union-attr]
         if args.audience:
             changes["audience"] = args.audience
         if args.wav:
