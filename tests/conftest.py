@@ -73,16 +73,13 @@ def services(config: Config):
 
 
 @pytest.fixture(scope="session")
-def transcriber(config: Config, catalog: Catalog):
-    """The offline default Whisper (tiny.en, CPU int8) with the SOS vocabulary, loaded once."""
-    from voice.stt import Transcriber
-
-    return Transcriber.load(config.stt, catalog)
+def transcriber(services):
+    """The offline default Whisper (tiny.en, CPU int8) with the SOS vocabulary: the one the
+    shared ``services`` loaded, so a test session holds one copy of each model."""
+    return services.transcriber
 
 
 @pytest.fixture(scope="session")
-def synthesizer(config: Config):
-    """The offline default Piper voice (joe, 22,050 Hz), loaded once."""
-    from voice.tts import Synthesizer
-
-    return Synthesizer.load(config.tts)
+def synthesizer(services):
+    """The offline default Piper voice (joe, 22,050 Hz), shared with ``services``."""
+    return services.synthesizer

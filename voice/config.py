@@ -67,7 +67,7 @@ class SttConfig:
     device: str = "auto"
     compute_type: str = "auto"
     language: str = "en"
-    beam_size: int = 1
+    beam_size: int = 5
     use_sos_vocabulary: bool = True
     hotwords: str = ""
     workers: int = 2
