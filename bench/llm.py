@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per answer")
     parser.add_argument("--prompt-tokens", type=int, default=None, help="prompt length")
     parser.add_argument("--max-batch", type=int, default=None, help="default: max sessions")
-    parser.add_argument("--variants", default="base,lora", help="base and/or lora")
+    parser.add_argument("--variants", default="base,lora", help="base, lora and/or bf16")
     parser.add_argument("--model-dir", type=Path, default=None, help="reuse/keep the model")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -327,7 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             adapter = ""
             if variant == "lora":
                 adapter = str(build_random_adapter(model_dir, Path(tmp) / "adapter"))
-            cfg = LlmConfig(base_model=str(model_dir), adapter=adapter, load_in_4bit=True)
+            # "bf16": the same model unquantized, to show what 4-bit costs in decode speed.
+            cfg = LlmConfig(
+                base_model=str(model_dir), adapter=adapter, load_in_4bit=variant != "bf16"
+            )
             variant_rows, info = bench_variant(
                 variant, cfg, sessions, new_tokens, prompt_tokens, args.max_batch, device
             )
