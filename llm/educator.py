@@ -114,7 +114,8 @@ _INTENT_WORDS = re.compile(
     r"students?|pupils|curriculum|school|grade|level|teach|teaching|teachers?|activity|"
     r"activities|middle|high|elementary|primary|junior|secondary|kindergarten|k-?12|ngss|"
     r"college|\d+(?:st|nd|rd|th)?|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|"
-    r"tenth|eleventh|twelfth|good|fun|short|quick|simple|is|are|be|there|here|now|right)\b",
+    r"tenth|eleventh|twelfth|good|fun|short|quick|simple|is|are|be|there|here|now|right|"
+    r"and|else|other|others|similar|related|like|any|anything|something|datasets|ones)\b",
     re.I,
 )
 

@@ -474,7 +474,7 @@ def looks_like_question(utterance: str) -> bool:
     """A new question rather than an answer ("what causes hurricanes?")."""
     words = _words(utterance)
     starts = ("what", "why", "how", "where", "when", "who", "which", "tell", "can", "could")
-    return len(words) >= 4 and (utterance.strip().endswith("?") or words[0] in starts)
+    return len(words) >= 3 and (utterance.strip().endswith("?") or words[0] in starts)
 
 
 def words_in(options: Iterable[str]) -> set[str]:
