@@ -1,12 +1,17 @@
-"""Fixtures: real servers on 127.0.0.1 with a free port, with the real models or a fake Session.
+"""Fixtures and client helpers: real servers on 127.0.0.1 (free port) on the real models.
 
-``start_server`` starts a server on the test's own event loop and stops it afterwards; the
-real models come from the session-wide ``services`` fixture (loaded once, loop-independent).
+Every server serves real :class:`voice.pipeline.Session` objects over the session-wide
+``services`` fixture (catalog answerer, tiny.en, Piper; loaded once, loop-independent), so the
+transport is tested against the pipeline it ships with, never a scripted stand-in. Starting a
+:class:`Server` is cheap: a test that needs its own settings or clean metrics starts its own
+(``start_server`` / ``real_server``); tests that only talk share one per module
+(``module_server``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,10 +21,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from llm.catalog import Catalog
-from tests.server.fakes import FakeServices, FakeSession
-from tests.speech import espeak_wav
+from tests.speech import espeak_wav, read_pcm16
 from voice.config import Config
+from voice.pipeline import Session
 from voice.server.app import Server
 from voice.server.config import ServerConfig
 
@@ -28,39 +32,41 @@ TOKEN = "test-token-0123456789abcdef"
 StartServer = Callable[..., Awaitable[Server]]
 
 
-@pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    """``await start_server(config, services, **server_settings)`` -> a started Server."""
-    started: list[Server] = []
-
-    async def start(config: Config, services: Any, *, fake: bool = False, **settings: Any):
-        server = Server(
-            config,
-            services,
-            ServerConfig(**settings),
-            session_factory=FakeSession if fake else None,  # type: ignore[arg-type]
-        )
-        await server.start("127.0.0.1", 0)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
+@contextlib.asynccontextmanager
+async def running(config: Config, services: Any, **settings: Any) -> AsyncIterator[Server]:
+    """A started Server with ``settings`` (ServerConfig fields), stopped on exit."""
+    server = Server(config, services, ServerConfig(**settings))
+    await server.start("127.0.0.1", 0)
+    try:
+        yield server
+    finally:
         await server.stop()
 
 
 @pytest.fixture
-async def fake_server(
-    start_server: StartServer, config: Config, catalog: Catalog
-) -> AsyncIterator[Server]:
-    """A server whose sessions are scripted fakes (no models): fast protocol tests."""
-    yield await start_server(config, FakeServices(config, catalog), fake=True)
+async def start_server() -> AsyncIterator[StartServer]:
+    """``await start_server(config, services, **server_settings)`` -> a started Server, stopped
+    after the test: for tests that need their own settings (token, limits, TLS) or metrics."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(config: Config, services: Any, **settings: Any) -> Server:
+            return await stack.enter_async_context(running(config, services, **settings))
+
+        yield start
 
 
 @pytest.fixture
 async def real_server(start_server: StartServer, config: Config, services: Any) -> Server:
-    """A server on the real offline models (catalog answerer, tiny.en, Piper joe)."""
+    """A server of its own on the real offline models, default settings, fresh metrics."""
     return await start_server(config, services)
+
+
+@pytest.fixture(scope="module")
+async def module_server(config: Config, services: Any) -> AsyncIterator[Server]:
+    """One default server shared by a module's tests that neither change server settings nor
+    count metrics: each connection is its own Session anyway, and sharing saves the restarts."""
+    async with running(config, services) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +78,39 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tsunami_wav(speech_dir: Path) -> Path:
     """espeak-ng asking about tsunamis, at 24 kHz (Realtime's pcm16 rate)."""
     return espeak_wav("What causes a tsunami?", speech_dir / "tsunami24k.wav", rate=24000)
+
+
+def session_of(server: Server, session_id: str) -> Session:
+    """The real Session behind ``session.created``'s id, to check what a session.update set.
+
+    Reads the server's private connection set: the settings a Session runs with are not on the
+    wire, and a test of the mapping must look at the Session itself.
+    """
+    for conn in server._connections:
+        if conn.session.id == session_id:
+            return conn.session
+    raise LookupError(f"no live session {session_id!r}")
+
+
+def link_matches(link: dict[str, Any] | None, words: tuple[str, ...]) -> bool:
+    """The catalog link (``sos_link``) names one of ``words`` in its URL or title."""
+    if not link:
+        return False
+    text = (link["url"] + " " + link["title"]).lower()
+    return any(w in text for w in words)
+
+
+def chunks(pcm: bytes, rate: int, ms: int = 100) -> list[bytes]:
+    """``pcm`` cut into pieces of ``ms``, as a microphone would stream it."""
+    step = rate * ms // 1000 * 2
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+def append(pcm: bytes) -> str:
+    """An ``input_audio_buffer.append`` event carrying ``pcm``."""
+    return json.dumps(
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
+    )
 
 
 @contextlib.asynccontextmanager
@@ -131,3 +170,58 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bo
     while not condition() and loop.time() < deadline:
         await asyncio.sleep(0.02)
     return condition()
+
+
+def transcript_of(events: list[dict[str, Any] | bytes]) -> str:
+    """The answer text a client assembled from its ``response.audio_transcript.delta`` events."""
+    return "".join(
+        e["delta"]
+        for e in events
+        if isinstance(e, dict) and e["type"] == "response.audio_transcript.delta"
+    )
+
+
+async def typed_client(server: Server, question: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Connect, ask ``question`` typed; returns ``response`` (of response.done) and
+    ``first_audio_s``. Any error event fails."""
+    async with client(server) as ws:
+        await next_event(ws)
+        start = asyncio.get_running_loop().time()
+        for message in ask(question):
+            await ws.send(message)
+        first_audio = None
+        while True:
+            event = await next_event(ws, timeout=timeout)
+            if event["type"] == "response.audio.delta" and first_audio is None:
+                first_audio = asyncio.get_running_loop().time() - start
+            if event["type"] == "error":
+                raise AssertionError(f"{question}: {event}")
+            if event["type"] == "response.done":
+                return {"response": event["response"], "first_audio_s": first_audio}
+
+
+async def spoken_client(server: Server, wav: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """Connect, stream ``wav`` (24 kHz) as JSON appends, server VAD ends the turn; returns
+    ``response``, ``transcript`` and ``first_audio_s``. Any error event fails."""
+    pcm, rate = read_pcm16(wav)
+    assert rate == 24000, f"{wav.name}: JSON audio is at Realtime's 24 kHz, not {rate} Hz"
+    async with client(server) as ws:
+        await next_event(ws)
+        for piece in chunks(pcm, rate):
+            await ws.send(append(piece))
+        start = asyncio.get_running_loop().time()
+        transcript, first_audio = "", None
+        while True:
+            event = await next_event(ws, timeout=timeout)
+            if event["type"].endswith("transcription.completed"):
+                transcript = event["transcript"]
+            if event["type"] == "response.audio.delta" and first_audio is None:
+                first_audio = asyncio.get_running_loop().time() - start
+            if event["type"] == "error":
+                raise AssertionError(f"{wav.name}: {event}")
+            if event["type"] == "response.done":
+                return {
+                    "response": event["response"],
+                    "transcript": transcript,
+                    "first_audio_s": first_audio,
+                }

@@ -30,29 +30,22 @@ CARD = (
 )
 
 
-async def test_page_typed_question_on_scripted_sessions(fake_server: Server) -> None:
-    async with open_page(fake_server.http_url) as page:
+@pytest.mark.slow
+async def test_page_typed_question(real_server: Server) -> None:
+    async with open_page(real_server.http_url) as page:
         await page.wait_for("document.readyState === 'complete'")
         await page.eval("document.querySelector('#question').value = 'What causes a tsunami?'")
         await page.click("#ask")
-        await page.wait_for(CARD)
-        assert "You asked: What causes a tsunami?" in await page.eval(ANSWER)
+        await page.wait_for(CARD, timeout=60)
+        answer = await page.eval(ANSWER)
+        assert "tsunami" in answer.lower() and len(answer) > 40
         assert "tsunami" in await page.eval(CARD)
-
-
-async def test_page_fake_mic_on_scripted_sessions(fake_server: Server, tmp_path: Path) -> None:
-    wav = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", rate=48000, trail_s=1.5)
-    async with open_page(fake_server.http_url, fake_mic_wav=wav) as page:
-        await page.click("#handsfree")
-        await page.wait_for(CARD, timeout=30)
-        assert "tsunami" in (await page.eval(TRANSCRIPT)).lower()
-        session = fake_server.services.sessions[-1]
-        assert session.fed_bytes > 16000  # the page streamed the microphone as 16 kHz PCM16
 
 
 @pytest.mark.slow
 async def test_page_fake_mic_real_models(real_server: Server, tmp_path: Path) -> None:
-    """The kiosk flow on the real models; saves docs/web-screenshot.png."""
+    """The kiosk flow: the page streams the microphone as 16 kHz PCM16 (a transcript that
+    names the question proves the rate); saves docs/web-screenshot.png."""
     wav = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", rate=48000, trail_s=2.0)
     async with open_page(real_server.http_url, fake_mic_wav=wav) as page:
         await page.click("#handsfree")

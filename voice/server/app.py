@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,8 +23,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from voice.config import Config, ConfigError, VadConfig
-from voice.events import Event
+from voice.config import Config, ConfigError
 from voice.server.config import ServerConfig, is_loopback
 from voice.server.connection import (
     CLOSE_GOING_AWAY,
@@ -34,8 +32,6 @@ from voice.server.connection import (
     CLOSE_TIMEOUT_S,
     CLOSE_TRY_LATER,
     Connection,
-    SessionFactory,
-    SessionLike,
 )
 from voice.server.http import json_response, not_found, read_static, static_path
 from voice.server.metrics import Metrics
@@ -55,14 +51,6 @@ DEFAULT_MODEL = "sos-voice"
 MAX_INCOMING_FRAMES = 8
 
 
-def default_session_factory(
-    services: Any, emit: Callable[[Event], None], vad: VadConfig, barge_in: bool
-) -> SessionLike:
-    from voice.pipeline import Session, SessionSettings
-
-    return Session(services, emit, SessionSettings(vad=vad, barge_in=barge_in))
-
-
 def _settings_from(config: Config, given: Any) -> Any:
     """The ``[server]`` settings: given explicitly, else ``config.server`` once the lead has
     added it, else the defaults. Read by attribute only, so either dataclass works."""
@@ -79,14 +67,11 @@ class Server:
         config: Config,
         services: Any,
         settings: ServerConfig | None = None,
-        *,
-        session_factory: SessionFactory | None = None,
     ) -> None:
         self.config = config
         self.services = services
         self.settings = _settings_from(config, settings)
         self.metrics = Metrics(self.settings.metrics_window)
-        self._session_factory = session_factory or default_session_factory
         self._connections: set[Connection] = set()
         self._ws: WsServer | None = None
         self._stopping = False
@@ -245,7 +230,6 @@ class Server:
                 services=self.services,
                 settings=self.settings,
                 metrics=self.metrics,
-                session_factory=self._session_factory,
                 model=model,
             )
         except Exception:
@@ -316,10 +300,9 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     settings: ServerConfig | None = None,
-    session_factory: SessionFactory | None = None,
 ) -> None:
     """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound."""
-    server = Server(config, services, settings, session_factory=session_factory)
+    server = Server(config, services, settings)
     await server.start(host, port)
     if ready is not None:
         ready.set()

@@ -14,8 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -24,7 +23,6 @@ from websockets.protocol import State
 
 from llm.catalog import CatalogEntry, CatalogError
 from voice.audio import SAMPLE_RATE, Resampler
-from voice.config import VadConfig
 from voice.events import (
     ErrorEvent,
     Event,
@@ -33,6 +31,7 @@ from voice.events import (
     ResponseStarted,
     TranscriptReady,
 )
+from voice.pipeline import Session, SessionSettings
 from voice.server.config import ServerConfig
 from voice.server.mapper import Outgoing, RealtimeMapper
 from voice.server.metrics import Metrics
@@ -74,30 +73,6 @@ CLOSE_TRY_LATER = 1013  # server full
 CLOSE_TIMEOUT_S = 3.0
 
 
-class SessionLike(Protocol):
-    """What the connection needs of :class:`voice.pipeline.Session` (a fake in unit tests)."""
-
-    id: str
-    settings: Any
-
-    @property
-    def busy(self) -> bool: ...
-
-    def update(self, **changes: object) -> Any: ...
-    def feed_audio(self, pcm16: bytes) -> None: ...
-    def commit_audio(self) -> str | None: ...
-    def clear_audio(self) -> None: ...
-    def add_user_text(self, text: str) -> str: ...
-    def respond(self) -> str | None: ...
-    def cancel(self) -> bool: ...
-    async def wait_idle(self) -> None: ...
-    async def aclose(self) -> None: ...
-
-
-SessionFactory = Callable[[Any, Callable[[Event], None], VadConfig, bool], SessionLike]
-"""(services, emit, vad, barge_in) -> a Session configured for server VAD."""
-
-
 class _InputStream:
     """Client audio at any rate -> 16 kHz PCM16 for the Session, resampled without clicks."""
 
@@ -133,7 +108,6 @@ class Connection:
         services: Any,
         settings: ServerConfig,
         metrics: Metrics,
-        session_factory: SessionFactory,
         model: str,
     ) -> None:
         self.ws = ws
@@ -144,7 +118,11 @@ class Connection:
         self._base_vad = dataclasses.replace(
             cfg.vad, max_turn_s=min(cfg.vad.max_turn_s, settings.max_turn_audio_s)
         )
-        self.session = session_factory(services, self._emit, self._base_vad, cfg.pipeline.barge_in)
+        self.session = Session(
+            services,
+            self._emit,
+            SessionSettings(vad=self._base_vad, barge_in=cfg.pipeline.barge_in),
+        )
         self.wire = WireSession(
             id=self.session.id,
             model=model,
@@ -352,11 +330,6 @@ class Connection:
                 self.session.clear_audio()
                 self._put_event({"type": "input_audio_buffer.cleared"})
             case ItemCreate():
-                if self._cancelling:
-                    # The Session forgets the pending question when a cancelled response
-                    # unwinds; let it finish unwinding before the new question goes in.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.session.wait_idle(), CLOSE_TIMEOUT_S)
                 try:
                     item = self.session.add_user_text(event.text)
                 except ValueError as exc:
@@ -455,8 +428,10 @@ class Connection:
                 event_id=event.event_id,
             )
         if self._committed_pending:
-            # Push-to-talk clients send commit + response.create back to back; answer once
-            # the committed audio is transcribed instead of failing as "busy".
+            # commit + response.create back to back: ask once the transcript is in. The
+            # Session would queue the answer behind the transcription, but then a silent commit
+            # could not get its no_speech error, and a response.cancel before the answer starts
+            # would cancel the transcription too (Session.cancel() drops the whole queue).
             self._respond_pending = True
             return
         if not self._unanswered:
@@ -466,8 +441,8 @@ class Connection:
                 event_id=event.event_id,
             )
         if active is not None or self.session.busy:
-            # e.g. response.cancel + a new question back to back: the cancelled response is
-            # still unwinding; answer as soon as it has.
+            # e.g. response.cancel + a new question back to back: the Session refuses a new
+            # response until the cancelled one has unwound; answer as soon as it has.
             self._respond_pending = True
             self._deferred = asyncio.create_task(self._respond_when_idle())
             return
@@ -490,8 +465,8 @@ class Connection:
         self._deferred = asyncio.create_task(self._respond_when_idle())
 
     async def _respond_when_idle(self) -> None:
-        """Ask for the response once the Session has finished transcribing (it refuses while
-        busy)."""
+        """Ask for the response once the Session is idle: the transcription it waited for is
+        done, or the response cancelled before it has unwound."""
         await self.session.wait_idle()
         self._respond_pending = False
         if not self._closing and self._unanswered:
