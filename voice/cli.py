@@ -110,7 +110,7 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
         if args.showing:
             exhibit.set(args.showing, source="cli")
         if args.serve:
-            return await _serve(args, cfg, services)
+            return await _serve(args, cfg, services, exhibit)
         sink = _output_sink(args, cfg, live=live)
         session = Session(services, view, output=sink, exhibit=exhibit)
         changes: dict[str, object] = {}
@@ -146,7 +146,9 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
         await services.aclose()
 
 
-async def _serve(args: argparse.Namespace, cfg: Config, services: object) -> int:
+async def _serve(
+    args: argparse.Namespace, cfg: Config, services: object, exhibit: object = None
+) -> int:
     from voice.server.app import serve
 
     stop = asyncio.Event()
@@ -156,7 +158,7 @@ async def _serve(args: argparse.Namespace, cfg: Config, services: object) -> int
             loop.add_signal_handler(sig, stop.set)
     host = args.host or cfg.server.host
     port = args.port if args.port is not None else cfg.server.port
-    await serve(cfg, services, host=host, port=port, stop=stop)  # type: ignore[arg-type]
+    await serve(cfg, services, host=host, port=port, stop=stop, exhibit=exhibit)  # type: ignore[arg-type]
     return 0
 
 

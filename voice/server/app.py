@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from voice.config import Config, ConfigError
+from voice.exhibit import Exhibit, ExhibitChange
 from voice.server.config import ServerConfig, is_loopback
 from voice.server.connection import (
     CLOSE_GOING_AWAY,
@@ -33,6 +35,7 @@ from voice.server.connection import (
     CLOSE_TRY_LATER,
     Connection,
 )
+from voice.server.exhibit_api import EXHIBIT_PATH, BodyReadingConnection, ExhibitApi
 from voice.server.http import json_response, not_found, read_static, static_path
 from voice.server.metrics import Metrics
 from voice.server.protocol import dumps, error_event
@@ -67,15 +70,21 @@ class Server:
         config: Config,
         services: Any,
         settings: ServerConfig | None = None,
+        *,
+        exhibit: Exhibit | None = None,
     ) -> None:
         self.config = config
         self.services = services
         self.settings = _settings_from(config, settings)
+        # What the installation's sphere shows, for every session of this server.
+        self.exhibit = exhibit if exhibit is not None else Exhibit(services.catalog)
         self.metrics = Metrics(self.settings.metrics_window)
         self._connections: set[Connection] = set()
         self._ws: WsServer | None = None
         self._stopping = False
         self._origins = _origins(self.settings)
+        self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
+        self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
         self._web_root = Path(root).expanduser().resolve()
         self.host = ""
@@ -112,7 +121,9 @@ class Server:
             close_timeout=CLOSE_TIMEOUT_S,
             server_header="sos-voice",
             ssl=ssl_context,
+            create_connection=BodyReadingConnection,  # POST /exhibit/showing has a body
         )
+        self._unsubscribe = self.exhibit.subscribe(self._exhibit_changed)
         sock = next(iter(self._ws.sockets))
         self.host, self.port = host, sock.getsockname()[1]
         self.tls = ssl_context is not None
@@ -137,6 +148,8 @@ class Server:
     async def stop(self) -> None:
         """Close every session with 1001 and stop listening; waits for the handlers."""
         self._stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         for conn in list(self._connections):
             conn.shutdown(CLOSE_GOING_AWAY, "server shutting down")
         if self._ws is not None:
@@ -151,6 +164,8 @@ class Server:
             if path.rstrip("/") not in WS_PATHS:
                 return not_found()
             return None
+        if path == EXHIBIT_PATH:
+            return await self._exhibit_api.handle(conn, request)
         if path == "/healthz":
             return json_response(503 if self._stopping else 200, self.health())
         if path == "/metrics":
@@ -160,6 +175,10 @@ class Server:
             if file is not None:
                 return await asyncio.to_thread(read_static, file)
         return not_found()
+
+    def _exhibit_changed(self, change: ExhibitChange) -> None:
+        for conn in list(self._connections):
+            conn.exhibit_changed()
 
     def health(self) -> dict[str, Any]:
         describe = getattr(self.services, "describe", None)
@@ -231,6 +250,7 @@ class Server:
                 settings=self.settings,
                 metrics=self.metrics,
                 model=model,
+                exhibit=self.exhibit,
             )
         except Exception:
             log.exception("could not start a session")
@@ -300,9 +320,11 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     settings: ServerConfig | None = None,
+    exhibit: Exhibit | None = None,
 ) -> None:
-    """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound."""
-    server = Server(config, services, settings)
+    """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound.
+    ``exhibit``: the installation's showing dataset (e.g. from ``--showing``)."""
+    server = Server(config, services, settings, exhibit=exhibit)
     await server.start(host, port)
     if ready is not None:
         ready.set()

@@ -31,6 +31,7 @@ from voice.events import (
     ResponseStarted,
     TranscriptReady,
 )
+from voice.exhibit import Exhibit
 from voice.pipeline import Session, SessionSettings
 from voice.server.config import ServerConfig
 from voice.server.mapper import Outgoing, RealtimeMapper
@@ -109,6 +110,7 @@ class Connection:
         settings: ServerConfig,
         metrics: Metrics,
         model: str,
+        exhibit: Exhibit | None = None,
     ) -> None:
         self.ws = ws
         self._services = services
@@ -122,6 +124,7 @@ class Connection:
             services,
             self._emit,
             SessionSettings(vad=self._base_vad, barge_in=cfg.pipeline.barge_in),
+            exhibit=exhibit,
         )
         self.wire = WireSession(
             id=self.session.id,
@@ -135,6 +138,7 @@ class Connection:
                 create_response=True,
                 interrupt_response=cfg.pipeline.barge_in,
             ),
+            showing_entry=_showing_pair(self.session.showing),
         )
         self.mapper = RealtimeMapper(lambda: self.wire)
         self.queue = SendQueue(settings.send_queue_bytes)
@@ -372,9 +376,6 @@ class Connection:
                         "unknown_dataset", str(exc), param="session.showing", event_id=event_id
                     ) from None
             changes["showing"] = entry
-            new = dataclasses.replace(
-                new, showing_entry=(entry.url, entry.title) if entry else None
-            )
         if self._closing:
             return
         if changes:
@@ -382,12 +383,25 @@ class Connection:
                 self.session.update(**changes)
             except ValueError as exc:
                 raise ProtocolError("invalid_value", str(exc), event_id=event_id) from None
+        # The effective dataset: this headset's own, else the installation's (null = follow it).
+        new = dataclasses.replace(new, showing_entry=_showing_pair(self.session.showing))
         if new.input_audio_sample_rate != self.wire.input_audio_sample_rate:
             self._inputs["json"] = _InputStream(new.input_audio_sample_rate)
         if new.binary_input_sample_rate != self.wire.binary_input_sample_rate:
             self._inputs["binary"] = _InputStream(new.binary_input_sample_rate)
         self.wire = new
         self._put_event({"type": "session.updated", "session": new.to_wire()})
+
+    def exhibit_changed(self) -> None:
+        """The installation's sphere moved on: a session without its own dataset now answers
+        about the new one (the Session reads the exhibit per question), and its client is told
+        with ``session.updated``."""
+        if self._closing or self.session.settings.showing is not None:
+            return
+        showing = _showing_pair(self.session.showing)
+        if showing != self.wire.showing_entry:
+            self.wire = dataclasses.replace(self.wire, showing_entry=showing)
+            self._put_event({"type": "session.updated", "session": self.wire.to_wire()})
 
     def _turn_settings(self, td: TurnDetection | None) -> dict[str, Any]:
         if td is None:  # push-to-talk: the client commits and asks for the response
@@ -497,6 +511,10 @@ class Connection:
         self._cancelling.add(active)
         self.queue.purge_audio(active)
         self.session.cancel()
+
+
+def _showing_pair(entry: CatalogEntry | None) -> tuple[str, str] | None:
+    return (entry.url, entry.title) if entry is not None else None
 
 
 def _voice_name(services: Any) -> str:
