@@ -358,3 +358,45 @@ async def test_quiz_round_trip_on_spoken_answers(
     assert questions[1].explanation in texts[2] and score_text(1, 2) in texts[2]
     assert texts[3].startswith("That's right"), (heard[3], texts[3])
     assert "you got 2 out of 3" in texts[3]
+
+
+@pytest.mark.slow
+async def test_audience_sets_length_and_angle(services: Services) -> None:
+    """Kids: shorter and simpler; educator: the curriculum angle; for plain answers and for
+    the educator modes alike."""
+    tsunami = services.catalog.by_url(TSUNAMI)
+    texts = {
+        audience: (
+            await answer(
+                services, "What does this animation show?", showing=tsunami, audience=audience
+            )
+        )[0]
+        for audience in ("kids", "general", "educator")
+    }
+    assert len(texts["kids"].split()) < len(texts["general"].split())
+    assert "classroom topics" in texts["educator"] and "classroom" not in texts["general"]
+    quiz_kids, _ = await answer(services, "quiz me on this", showing=tsunami, audience="kids")
+    assert quiz_kids.startswith("Let's play a quiz")
+
+
+@pytest.mark.slow
+async def test_llm_backends_get_activity_requests_with_a_mode_hint(services: Services) -> None:
+    """With an LLM inside (write_activities=False), an activity request is passed on with the
+    mode hint in its instructions rather than answered from the template; here the inner is
+    the real catalog answerer, which answers the question itself, about the showing dataset."""
+    inner = services.answerer.inner  # type: ignore[attr-defined]
+    wrapper = EducatorAnswerer(inner, services.catalog, services.retriever, write_activities=False)
+    tsunami = services.catalog.by_url(TSUNAMI)
+    request = AnswerRequest("How could I use it in a middle-school class?", showing=tsunami)
+    reply = wrapper.reply(request)
+    assert reply.delegate is not None
+    assert reply.delegate.instructions.startswith("Mode: classroom activity")
+    assert TSUNAMI in reply.delegate.instructions
+    assert reply.delegate.question == request.question and reply.delegate.showing == tsunami
+    deictic = AnswerRequest("Describe a classroom activity using this dataset", showing=tsunami)
+    events = [e async for e in wrapper.stream(deictic)]
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert "activity" not in text  # the inner answerer's own answer, not the template
+    assert [e.url for e in events if isinstance(e, Link)] == [TSUNAMI]
+    # The quiz never goes to a model: its answers must be checkable.
+    assert wrapper.reply(AnswerRequest("quiz me on this", showing=tsunami)).delegate is None
