@@ -234,3 +234,42 @@ def test_cli_without_sound_card_says_what_to_do() -> None:
     listed = run_cli("--list-devices", timeout=60)
     assert listed.returncode == 0
     assert "Traceback" not in listed.stderr
+
+
+async def test_same_question_retyped_right_after_cancel_is_answered(services: Services) -> None:
+    rec = Recorder()
+    session = Session(services, rec)
+    first = session.ask("What causes a tsunami?")
+    while not rec.of(ResponseAudio):
+        await asyncio.sleep(0.01)
+    assert session.cancel()
+    second = session.ask("What causes a tsunami?")  # not refused, not wiped by the unwinding
+    assert second is not None
+    await session.wait_idle()
+    await session.aclose()
+    statuses = {d.response_id: d.status for d in rec.of(ResponseDone)}
+    assert statuses == {first: "cancelled", second: "completed"}
+    assert [m.content for m in session.history if m.role == "user"] == [
+        "What causes a tsunami?",
+        "What causes a tsunami?",
+    ]
+
+
+async def test_push_to_talk_commit_then_respond(services: Services, tmp_path: Path) -> None:
+    wav = espeak_wav("Why is the ocean getting more acidic?", tmp_path / "q.wav")
+    rec = Recorder()
+    session = Session(services, rec)
+    session.update(turn_detection=False, auto_respond=False)
+    async for frame in WavSource(wav, 30).frames():
+        session.feed_audio(frame)
+    assert session.commit_audio() is not None
+    response_id = session.respond()  # queued behind the transcription, not refused
+    assert response_id is not None
+    await session.wait_idle()
+    await session.aclose()
+    (transcript,) = rec.of(TranscriptReady)
+    assert "acidic" in transcript.text.lower()
+    (done,) = rec.of(ResponseDone)
+    assert done.response_id == response_id and done.status == "completed"
+    assert "acidif" in (done.link or "")
+    assert session.commit_audio() is None  # an empty buffer is an error event, not a turn

@@ -91,6 +91,7 @@ class _Turn:
     speech_end: float
     respond: bool
     response_id: str | None = None
+    released: bool = False  # its response no longer counts as in progress (cancelled)
 
 
 class Session:
@@ -120,7 +121,10 @@ class Session:
         self._ptt = bytearray()
         self._ptt_overflow = False
         self._history: list[ChatMessage] = []
-        self._unanswered: str | None = None
+        # The latest user question not yet answered. A one-element list, compared by identity:
+        # a cancelled response must clear only its own question, even if the visitor types the
+        # same words again right after the cancel.
+        self._unanswered: list[str] | None = None
         self._carry_audio: bytes | None = None
         self._queue: asyncio.Queue[_Turn] = asyncio.Queue()
         self._pending_responses = 0  # queued or running turns that will answer
@@ -225,7 +229,7 @@ class Session:
             raise ValueError("the question is empty")
         if len(text) > MAX_QUESTION_CHARS:
             raise ValueError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
-        self._unanswered = text
+        self._unanswered = [text]
         return new_id("item")
 
     def respond(self) -> str | None:
@@ -265,6 +269,12 @@ class Session:
         if self._current is not None and not self._current.done():
             self._current.cancel()
             cancelled = True
+            turn = self._current_turn
+            if turn is not None and turn.respond and not turn.released:
+                # The cancelled answer is over for the client: a new response.create may
+                # queue now, behind the unwinding task, instead of being refused.
+                turn.released = True
+                self._pending_responses -= 1
         if self._output is not None:
             self._output.stop()
         return cancelled
@@ -340,14 +350,14 @@ class Session:
                 await asyncio.wait({self._current})
             finally:
                 self._current_turn = None
-                if turn.respond:
+                if turn.respond and not turn.released:
                     self._pending_responses -= 1
                 if self._queue.empty():
                     self._set_state("listening")
 
     async def _process(self, turn: _Turn) -> None:
         timings = TurnTimings(speech_end=turn.speech_end)
-        question = self._unanswered
+        asked = self._unanswered
         if turn.audio is not None:
             self._set_state("thinking")
             loop = asyncio.get_running_loop()
@@ -364,13 +374,14 @@ class Session:
             self._emit(TranscriptReady(item_id=turn.item_id or new_id("item"), text=text))
             if not text.strip():
                 return
-            question = self._unanswered = text.strip()
-        if not turn.respond or not question:
+            asked = self._unanswered = [text.strip()]
+        if not turn.respond or not asked:
             return
-        await self._respond(turn.response_id or new_id("resp"), question, timings)
+        await self._respond(turn.response_id or new_id("resp"), asked, timings)
 
     # ----------------------------------------------------------------- output side
-    async def _respond(self, response_id: str, question: str, timings: TurnTimings) -> None:
+    async def _respond(self, response_id: str, asked: list[str], timings: TurnTimings) -> None:
+        question = asked[0]
         self._emit(ResponseStarted(response_id=response_id, question=question))
         self._set_state("thinking")
         request = AnswerRequest(
@@ -424,7 +435,7 @@ class Session:
                 self._output.stop()
             text = "".join(parts).strip()
             self._remember(question, text)
-            if self._unanswered == question:
+            if self._unanswered is asked:
                 # Only this question: one typed after a cancel() must survive the unwinding.
                 self._unanswered = None
             final = dataclasses.replace(
