@@ -71,8 +71,11 @@ _QUIZ_RE = re.compile(
     re.I,
 )
 _ACTIVITY_RE = re.compile(
-    r"\b(?:classroom|class|classes|lesson|lessons|lesson plan|students?|pupils|curriculum|"
-    r"school|grade level|k-?12|ngss)\b|"
+    r"\b(?:classroom|lesson|lessons|lesson plan|students?|pupils|curriculum|grade level|"
+    r"k-?12|ngss)\b|"
+    r"\b(?:in|for|with|to) (?:a|an|my|our|the|your) (?:[\w-]+ ){0,2}class(?:es)?\b|"
+    r"\b(?:my|our|your) (?:[\w-]+ ){0,2}class(?:es)?\b|"
+    r"\b(?:middle|high|elementary|primary|secondary)[- ]?school\b|"
     r"\bteach(?:ing|ers?)?\b(?! me\b| us\b)|"
     r"\bactivit(?:y|ies)\b.{0,40}\b(?:using|with|for|on|about|around)\b.{0,12}"
     r"\b(?:this|that|it|the (?:dataset|animation|data))\b|"
