@@ -82,6 +82,11 @@ _ACTIVITY_RE = re.compile(
     r"\b(?:describe|suggest|give me|plan|design) (?:an? |some )?(?:\w+ )?activit(?:y|ies)\b",
     re.I,
 )
+_MORE_LIKE_RE = re.compile(
+    r"\belse\b|\bmore like\b|\blike (?:this|that|it)\b|"
+    r"\b(?:similar|related|other) (?:datasets?|ones?|animations?|visuali[sz]ations?|things)\b",
+    re.I,
+)
 _GRADE_PATTERNS: tuple[tuple[GradeBand, re.Pattern[str]], ...] = (
     (
         "elementary",
@@ -126,6 +131,13 @@ _INTENT_WORDS = re.compile(
 def asks_for_quiz(question: str) -> bool:
     """ "Quiz me on this", "can we do a quiz about hurricanes", "test me"."""
     return _QUIZ_RE.search(question) is not None and not is_stop(question)
+
+
+def asks_for_more_like(question: str) -> bool:
+    """ "What else is like this?", "any similar datasets?", "show me more like this"; not a
+    factual question that merely uses the word ("what is similar about Io and Enceladus?",
+    "data related to lightning"), which the inner answerer should answer."""
+    return asks_for_related(question) and _MORE_LIKE_RE.search(question) is not None
 
 
 def asks_for_activity(question: str) -> bool:
@@ -380,7 +392,7 @@ class EducatorAnswerer:
             return self._start_quiz(request)
         if is_stop(question) and "quiz" in question.lower():
             return _Reply("There's no quiz going on. Say quiz me on this to start one.")
-        if asks_for_related(question):
+        if asks_for_more_like(question):
             entry = self._target(request, question)
             if entry is not None:
                 return self._related(entry, request.audience)

@@ -19,6 +19,7 @@ from llm.educator import (
     EducatorAnswerer,
     activity_hint,
     asks_for_activity,
+    asks_for_more_like,
     asks_for_quiz,
     grade_band,
     ngss_ideas,
@@ -74,6 +75,22 @@ def bank(catalog: Catalog) -> QuizBank:
 def test_intents(question: str, quiz: bool, activity: bool) -> None:
     assert asks_for_quiz(question) is quiz
     assert asks_for_activity(question) is activity
+
+
+@pytest.mark.parametrize(
+    ("question", "more_like"),
+    [
+        ("What else is like this?", True),
+        ("Any similar datasets?", True),
+        ("What other datasets are similar to the hurricane one?", True),
+        ("Show me more like this", True),
+        ("In the dataset Oberon, which of Uranus' moons is Oberon similar to?", False),
+        ("What is similar about the heating of Enceladus and Io?", False),
+        ("What type of data will GOES-R provide related to lightning?", False),
+    ],
+)
+def test_related_requests_are_told_from_factual_questions(question: str, more_like: bool) -> None:
+    assert asks_for_more_like(question) is more_like
 
 
 def test_grade_band_and_topic_words() -> None:
