@@ -257,7 +257,6 @@ class Server:
             await self._reject(
                 ws,
                 CLOSE_INTERNAL,
-                CLOSE_TIMEOUT_S,
                 "could not start a session",
                 "server_error",
                 "the server could not start a session",
