@@ -409,7 +409,10 @@ async def test_a_hung_sound_server_is_a_clear_error(
         finally:
             os.kill(virtual_audio.server_pid, signal.SIGCONT)
         await frames.aclose()
-    sink = SpeakerSink(virtual_audio.device, stall_timeout_s=1.0)
+    await _until_responsive(virtual_audio)  # a resumed server catches up before the next part
+    # A looser stall bound than the microphone's: on a loaded 2-core box a healthy server can
+    # fall a second behind, and "working" must not be mistaken for "stalled".
+    sink = SpeakerSink(virtual_audio.device, stall_timeout_s=3.0)
     try:
         await sink.write(pcm[: 16000 * 2 // 5], 16000)
         await sink.drain()  # working
@@ -417,8 +420,25 @@ async def test_a_hung_sound_server_is_a_clear_error(
         try:
             await sink.write(pcm, 16000)
             with pytest.raises(AudioDeviceError, match="stopped playing"):
-                await asyncio.wait_for(sink.drain(), 10.0)
+                await asyncio.wait_for(sink.drain(), 20.0)
         finally:
             os.kill(virtual_audio.server_pid, signal.SIGCONT)
     finally:
         await sink.aclose()
+
+
+async def _until_responsive(audio: VirtualAudio, timeout: float = 15.0) -> None:
+    """Wait until the sound server answers a request again (``pactl info``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = await asyncio.create_subprocess_exec(
+            "pactl",
+            "info",
+            env=audio.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        if await probe.wait() == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the sound server did not answer after SIGCONT")
