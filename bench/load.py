@@ -191,13 +191,28 @@ async def http_json(port: int, path: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- clients
 def make_utterances(folder: Path) -> list[Utterance]:
-    """espeak-ng questions at 16 kHz (the binary path's default rate), silence around them."""
+    """espeak-ng questions at 16 kHz (the binary path's default rate), silence around them.
+
+    Reused from ``folder`` when an earlier run left them there (``load-questions.json``): the GPU
+    machine has no espeak-ng, so they are made here and carried there.
+    """
+    manifest = folder / "load-questions.json"
+    if manifest.is_file():
+        made = json.loads(manifest.read_text())
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        made = []
+        for i, text in enumerate(QUESTIONS):
+            path = folder / f"load{i}.wav"
+            espeak_wav(text, path, lead_s=0.4, trail_s=0.2, voice=VOICES[i % len(VOICES)])
+            made.append({"file": path.name, "text": text})
+        manifest.write_text(json.dumps(made, indent=1))
     out = []
-    for i, text in enumerate(QUESTIONS):
-        path = espeak_wav(text, folder / f"q{i}.wav", lead_s=0.4, trail_s=0.2, voice=VOICES[i % 4])
-        pcm, rate = read_pcm16(path)
-        assert rate == 16000
-        out.append(Utterance(text, pcm, speech_bounds_ms(pcm, rate)[1]))
+    for item in made:
+        pcm, rate = read_pcm16(folder / item["file"])
+        if rate != 16000:
+            raise ValueError(f"{item['file']}: {rate} Hz; the load bench sends 16 kHz")
+        out.append(Utterance(item["text"], pcm, speech_bounds_ms(pcm, rate)[1]))
     return out
 
 
@@ -397,7 +412,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if not levels or min(levels) < 1 or max(levels) > args.max_clients:
         raise SystemExit(f"--clients must be between 1 and {args.max_clients}")
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        utts = make_utterances(Path(tmp))
+        utts = make_utterances(args.questions_dir or Path(tmp))
         started = time.perf_counter()
         server = ServerProcess(args.config, max(levels) + 4, Path(tmp) / "server.log")
         try:
@@ -442,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clients", type=int, default=MAX_CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--config", type=Path, default=None, help="TOML over the defaults")
+    parser.add_argument(
+        "--questions-dir", type=Path, help="reuse (or keep) the spoken questions in this folder"
+    )
     parser.add_argument("--serve-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--max-sessions", type=int, default=70, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import re
 import statistics
@@ -173,31 +174,42 @@ class Timeline:
 def make_questions(config: Config, count: int, folder: Path) -> list[SpokenQuestion]:
     """Speak ``count`` questions into 16 kHz WAVs with LEAD_S/TRAIL_S of silence around them.
 
-    The Piper questions come from a Piper voice loaded here, not the pipeline's: the first
-    turn must find the pipeline's models as cold as a visitor after start-up would.
+    A folder that already holds them (``questions.json`` beside the WAVs, from an earlier run
+    with the same ``--questions-dir``) is reused: the GPU machine has no espeak-ng, so its
+    questions are made here and carried there. The Piper questions come from a Piper voice
+    loaded here, not the pipeline's: the first turn must find the pipeline's models as cold
+    as a visitor after start-up would.
     """
-    synth: Synthesizer | None = None
+    manifest = folder / "questions.json"
+    made: list[dict[str, str]] = json.loads(manifest.read_text()) if manifest.is_file() else []
+    if len(made) < count:
+        made = speak_questions(config, count, folder)
+        manifest.write_text(json.dumps(made, indent=1))
     out: list[SpokenQuestion] = []
+    for item in made[:count]:
+        path = folder / item["file"]
+        start, end = speech_bounds_ms(WavSource(path).pcm, SAMPLE_RATE)
+        out.append(SpokenQuestion(item["text"], item["voice"], path, start, end))
+    return out
+
+
+def speak_questions(config: Config, count: int, folder: Path) -> list[dict[str, str]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    synth: Synthesizer | None = None
+    made = []
     for i in range(count):
         text = QUESTIONS[i % len(QUESTIONS)]
         voice, speed = VOICES[i % len(VOICES)]
         path = folder / f"q{i:02d}.wav"
         if voice == "piper":
             synth = synth or Synthesizer.load(config.tts)
-            pcm = b"".join(synth.synthesize(text))
-            pcm = resample_pcm16(pcm, synth.sample_rate, SAMPLE_RATE)
-            lead, trail = (
-                bytes(2 * int(LEAD_S * SAMPLE_RATE)),
-                bytes(2 * int(TRAIL_S * SAMPLE_RATE)),
-            )
-            write_pcm16(path, lead + pcm + trail, SAMPLE_RATE)
+            pcm = resample_pcm16(b"".join(synth.synthesize(text)), synth.sample_rate, SAMPLE_RATE)
+            write_pcm16(path, silence(LEAD_S) + pcm + silence(TRAIL_S), SAMPLE_RATE)
         else:
             name = voice.split(":", 1)[1]
             espeak_wav(text, path, lead_s=LEAD_S, trail_s=TRAIL_S, voice=name, speed=speed)
-        pcm16 = WavSource(path).pcm
-        start, end = speech_bounds_ms(pcm16, SAMPLE_RATE)
-        out.append(SpokenQuestion(text, voice, path, start, end))
-    return out
+        made.append({"file": path.name, "text": text, "voice": voice})
+    return made
 
 
 def silence(seconds: float) -> bytes:
@@ -500,7 +512,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config: Config = load_config(args.config)
     machine = machine_info()
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
-        questions = make_questions(config, args.questions, Path(tmp))
+        folder = args.questions_dir or Path(tmp)
+        questions = make_questions(config, args.questions, folder)
         loaded = time.perf_counter()
         services = await Services.load(config)
         load_s = round(time.perf_counter() - loaded, 2)
@@ -568,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="times through the question set")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--config", type=Path, default=None, help="TOML over the defaults")
+    parser.add_argument(
+        "--questions-dir", type=Path, help="reuse (or keep) the spoken questions in this folder"
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-turn progress lines")
     parser.add_argument("--no-probes", action="store_true", help="skip cold-start/TTS probes")
     args = parser.parse_args(argv)
