@@ -73,6 +73,7 @@ QUESTIONS = (
 )
 VOICES = ("en-us", "en-gb+f3", "en-us+m3", "en-gb-scotland")
 READY_TIMEOUT_S = 180.0
+NOT_HEARD_S = 3.0  # after an empty transcript, how long to wait for another turn's answer
 
 
 @dataclass(frozen=True)
@@ -232,8 +233,10 @@ async def run_client(
     speech_end_at: float | None = None
     done = asyncio.Event()
 
+    heard_nothing_at: float | None = None
+
     async def reader(ws: Any) -> None:
-        nonlocal speech_end_at
+        nonlocal speech_end_at, heard_nothing_at
         responding = False
         async for message in ws:
             now = loop.time()
@@ -245,9 +248,11 @@ async def run_client(
             event = json.loads(message)
             kind = event.get("type")
             if kind == "response.created":
-                responding = True
+                responding, heard_nothing_at = True, None
             elif kind == "conversation.item.input_audio_transcription.completed":
                 result.transcript = event.get("transcript", "")
+                if not result.transcript.strip():  # Whisper heard nothing: no answer comes
+                    heard_nothing_at = now
             elif kind == "error":
                 err = event.get("error", {})
                 result.errors.append(f"{err.get('code')}: {err.get('message')}")
@@ -275,6 +280,10 @@ async def run_client(
             read_task = asyncio.create_task(reader(ws))
             start, period, k = loop.time(), frame_ms / 1000.0, 0
             while not done.is_set() and loop.time() < deadline and not read_task.done():
+                if heard_nothing_at is not None and loop.time() - heard_nothing_at > NOT_HEARD_S:
+                    result.status = "nothing heard"  # no later turn of ours got an answer
+                    done.set()
+                    break
                 due = start + (k + 1) * period  # a microphone delivers a frame once it is full
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 result.max_send_lag_ms = max(result.max_send_lag_ms, (loop.time() - due) * 1e3)
@@ -344,10 +353,12 @@ async def run_level(
         await asyncio.sleep(0.1)
     metrics = await http_json(server.port, "/metrics")
     completed = [r for r in results if r.status == "completed"]
-    errors = [r for r in results if r.status != "completed" or r.errors]
+    not_heard = [r for r in results if r.status == "nothing heard"]
+    errors = [r for r in results if r.status not in ("completed", "nothing heard") or r.errors]
     return {
         "clients": n,
         "completed": len(completed),
+        "nothing_heard": len(not_heard),
         "errors": len(errors),
         "error_examples": sorted({e for r in results for e in r.errors})[:5]
         + sorted({r.status for r in errors if not r.errors})[:3],
@@ -376,6 +387,7 @@ def print_report(result: dict[str, Any]) -> None:
             [
                 lv["clients"],
                 f"{lv['completed']}/{lv['clients']}",
+                lv["nothing_heard"],
                 lv["errors"],
                 fmt(fa["p50"]),
                 fmt(fa["p95"]),
@@ -389,7 +401,7 @@ def print_report(result: dict[str, Any]) -> None:
             ]
         )
     print("\nconcurrent WebSocket clients on 127.0.0.1 (time to first audio from end of speech)")
-    headers = ["N", "answered", "errors", "p50 ms", "p95 ms", "max ms", "RSS peak MB"]
+    headers = ["N", "answered", "not heard", "errors", "p50 ms", "p95 ms", "max ms", "RSS peak MB"]
     headers += ["RSS after MB", "sessions after", "client lag ms", "wall s", "load 1m"]
     print(table(headers, rows))
     for lv in result["levels"]:
