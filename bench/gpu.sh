@@ -13,10 +13,12 @@
 # Then, on the device machine, one call per part, back to back (each within 30 s of the last):
 #   run(command="bench/gpu.sh receive", carry=[".gpu-bench/p00"])
 #   run(command="bench/gpu.sh receive", carry=[".gpu-bench/p01"])   ... every part
-#   run(command="bench/gpu.sh run voice llm")      # installs on first use; <= 10 min a call
-#   run(command="bench/gpu.sh run train load")
-#   run(command="bench/gpu.sh collect")            # $OUT/gpu-results.json: everything so far
-# `bench/gpu.sh run` with no names runs all four (too long for one 10-minute call).
+#   run(command="bench/gpu.sh run voice")          # installs on first use
+#   run(command="bench/gpu.sh run llm")            # one bench a call: each may take up to
+#   run(command="bench/gpu.sh run train")          # 9 minutes, and a call is cut at 10
+#   run(command="bench/gpu.sh run load")
+# Every `run` ends by writing $OUT/gpu-results.json with everything measured so far (also
+# `bench/gpu.sh collect`). `bench/gpu.sh run` with no names runs all four, one after another.
 #
 # What runs there, and what it means:
 # * voice: bench/voice.py with the bundled Whisper tiny.en and the Piper joe voice. No larger
@@ -98,8 +100,7 @@ EOF
   for dir in "$STAGE"/p*; do
     echo "  run(command=\"bench/gpu.sh receive\", carry=[\"$dir\"])"
   done
-  echo "  run(command=\"bench/gpu.sh run voice llm\"); run(command=\"bench/gpu.sh run train load\")"
-  echo "  run(command=\"bench/gpu.sh collect\")"
+  for name in voice llm train load; do echo "  run(command=\"bench/gpu.sh run $name\")"; done
 }
 
 receive() {
@@ -159,12 +160,12 @@ bench() {
   local q="$DEST/files/questions"
   log "bench $name"
   case $name in
-    voice) timeout 420 "$PY" bench/voice.py --config "$DEST/voice.toml" --questions-dir "$q" \
+    voice) timeout 540 "$PY" bench/voice.py --config "$DEST/voice.toml" --questions-dir "$q" \
       --repeat 2 --out "$out" || status=$? ;;
-    load) timeout 420 "$PY" bench/load.py --config "$DEST/voice.toml" --questions-dir "$q" \
+    load) timeout 540 "$PY" bench/load.py --config "$DEST/voice.toml" --questions-dir "$q" \
       --out "$out" || status=$? ;;
-    llm) timeout 420 "$PY" bench/llm.py --out "$out" || status=$? ;;
-    train) timeout 420 "$PY" bench/train.py --steps 100 --out "$out" || status=$? ;;
+    llm) timeout 540 "$PY" bench/llm.py --out "$out" || status=$? ;;
+    train) timeout 540 "$PY" bench/train.py --steps 100 --out "$out" || status=$? ;;
     *) log "unknown bench $name (voice, load, llm, train)"; exit 2 ;;
   esac
   echo "$status" >"$DEST/results/$name.status"
