@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from llm.catalog import Catalog
-from tests.speech import concat_wavs, espeak_wav
+from tests.speech import concat_wavs, espeak_wav, read_pcm16, speech_bounds_ms, write_pcm16
 from voice.audio import WavSource, resample_pcm16
 from voice.events import (
     Event,
@@ -273,3 +273,40 @@ async def test_push_to_talk_commit_then_respond(services: Services, tmp_path: Pa
     assert done.response_id == response_id and done.status == "completed"
     assert "acidif" in (done.link or "")
     assert session.commit_audio() is None  # an empty buffer is an error event, not a turn
+
+
+async def test_transcription_starts_inside_the_end_of_turn_silence(
+    services: Services, tmp_path: Path
+) -> None:
+    """The turn's audio is transcribed once, during the silence that ends it."""
+    wav = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", lead_s=0.5, trail_s=1.0)
+    rec = Recorder()
+    session = Session(services, rec)
+    await feed_wav(session, wav)
+    await session.wait_idle()
+    await session.aclose()
+    assert session.stats == {"early_stt_used": 1, "early_stt_discarded": 0}
+    (transcript,) = rec.of(TranscriptReady)
+    assert "tsunami" in transcript.text.lower()
+
+
+async def test_a_pause_mid_question_discards_the_early_transcript(
+    services: Services, tmp_path: Path
+) -> None:
+    """A 0.3 s pause (longer than what a turn keeps, shorter than the end silence) starts an
+    early transcription of half the question; the visitor goes on, so it is not used."""
+    head, rate = read_pcm16(espeak_wav("What causes", tmp_path / "a.wav", trail_s=0.0))
+    tail, _ = read_pcm16(espeak_wav("a tsunami?", tmp_path / "b.wav", lead_s=0.0))
+    head_end = speech_bounds_ms(head, rate)[1] * rate // 1000 * 2  # cut espeak's own tail
+    tail_start = speech_bounds_ms(tail, rate)[0] * rate // 1000 * 2
+    pause = b"\x00\x00" * (rate * 3 // 10)  # exactly 0.3 s between the words
+    both = write_pcm16(tmp_path / "both.wav", head[:head_end] + pause + tail[tail_start:], rate)
+    rec = Recorder()
+    session = Session(services, rec)
+    await feed_wav(session, both)
+    await session.wait_idle()
+    await session.aclose()
+    (transcript,) = rec.of(TranscriptReady)
+    assert "tsunami" in transcript.text.lower() and "cause" in transcript.text.lower()
+    assert session.stats["early_stt_used"] == 1
+    assert session.stats["early_stt_discarded"] >= 1

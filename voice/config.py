@@ -140,6 +140,7 @@ class CatalogConfig:
 class PipelineConfig:
     barge_in: bool = True
     half_duplex: bool = False
+    early_stt: bool = True
     first_chunk_min_chars: int = 24
     max_history_turns: int = 6
 

@@ -57,6 +57,12 @@ MAX_QUESTION_CHARS = 2000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 
 
+def _consume_exception(future: asyncio.Future[str]) -> None:
+    """An early transcription nobody awaits must not log "exception was never retrieved"."""
+    if not future.cancelled():
+        future.exception()
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
@@ -92,6 +98,7 @@ class _Turn:
     respond: bool
     response_id: str | None = None
     released: bool = False  # its response no longer counts as in progress (cancelled)
+    early: asyncio.Future[str] | None = None  # transcript started during the end silence
 
 
 class Session:
@@ -128,6 +135,9 @@ class Session:
         self._carry_audio: bytes | None = None
         self._queue: asyncio.Queue[_Turn] = asyncio.Queue()
         self._pending_responses = 0  # queued or running turns that will answer
+        # (turn audio, its transcription) started while the end-of-turn silence runs.
+        self._early: tuple[bytes, asyncio.Future[str]] | None = None
+        self.stats = {"early_stt_used": 0, "early_stt_discarded": 0}
         self._worker: asyncio.Task[None] | None = None
         self._current: asyncio.Task[None] | None = None
         self._current_turn: _Turn | None = None
@@ -182,6 +192,8 @@ class Session:
             if self.settings.turn_detection:
                 for event in self._vad.process(frame):
                     self._on_vad(event)
+                if self._services.config.pipeline.early_stt:
+                    self._maybe_transcribe_early()
             else:
                 self._buffer_ptt(frame)
 
@@ -217,6 +229,7 @@ class Session:
         return item_id
 
     def clear_audio(self) -> None:
+        self._early = None
         self._ptt.clear()
         self._ptt_overflow = False
         self._framer = Framer(self._frame_ms)
@@ -325,13 +338,47 @@ class Session:
                     log.info("session %s: barge-in cancelled the answer", self.id)
             return
         audio = event.audio
+        early = self._take_early(audio)
         if self._carry_audio is not None:
             gap = b"\x00\x00" * (SAMPLE_RATE // 5)
             audio = self._carry_audio + gap + audio
             self._carry_audio = None
         item_id = new_id("item")
         self._emit(InputCommitted(item_id=item_id, audio_ms=event.audio_ms))
-        self._enqueue(_Turn(item_id, audio, time.monotonic(), self.settings.auto_respond))
+        turn = _Turn(item_id, audio, time.monotonic(), self.settings.auto_respond)
+        if audio is event.audio:  # not merged with a carried-over turn
+            turn.early = early
+        self._enqueue(turn)
+
+    def _maybe_transcribe_early(self) -> None:
+        """Start transcribing the turn as soon as the VAD hears it may be over.
+
+        The end-of-turn silence (``vad.end_silence_ms``) is dead time for the visitor; running
+        Whisper inside it instead of after it takes most of the transcription off the critical
+        path. If the visitor goes on talking, the result is simply not used.
+        """
+        audio = self._vad.early_audio()
+        if audio is None:
+            return
+        if self._early is not None:
+            self.stats["early_stt_discarded"] += 1
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            self._services.stt_executor, self._services.transcriber.transcribe, audio
+        )
+        future.add_done_callback(_consume_exception)
+        self._early = (audio, future)
+
+    def _take_early(self, audio: bytes) -> asyncio.Future[str] | None:
+        """The early transcription if it was of exactly this turn's audio."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        if early[0] == audio:
+            self.stats["early_stt_used"] += 1
+            return early[1]
+        self.stats["early_stt_discarded"] += 1
+        return None
 
     def _enqueue(self, turn: _Turn) -> None:
         if self._worker is None or self._worker.done():
@@ -363,9 +410,12 @@ class Session:
             loop = asyncio.get_running_loop()
             services = self._services
             try:
-                text = await loop.run_in_executor(
-                    services.stt_executor, services.transcriber.transcribe, turn.audio
-                )
+                if turn.early is not None:
+                    text = await turn.early
+                else:
+                    text = await loop.run_in_executor(
+                        services.stt_executor, services.transcriber.transcribe, turn.audio
+                    )
             except Exception as exc:  # a broken model call ends this turn only
                 log.exception("session %s: transcription failed", self.id)
                 self._error("transcription_failed", f"speech-to-text failed: {exc}")

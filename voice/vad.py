@@ -205,6 +205,20 @@ class Endpointer:
             events += self._close_turn()
         return events
 
+    def early_audio(self) -> bytes | None:
+        """The audio this turn will have if it ends in the current silence, or None.
+
+        Returned once, on the frame where the trailing silence reaches what a closed turn keeps
+        of it: from then on, if the visitor says nothing more, :class:`SpeechStopped` carries
+        exactly these bytes. The pipeline transcribes them while the end-of-turn silence is
+        still running, so the transcript is (nearly) ready when the turn is declared over.
+        """
+        if self._turn is None or not self._confirmed:
+            return None
+        if self._index != self._last_voiced + 1 + self._keep_frames:
+            return None
+        return b"".join(self._turn[: self._index - self._turn_first])
+
     def flush(self) -> list[SpeechStopped]:
         """End of the stream: close an open turn if it was long enough."""
         if self._turn is None:
