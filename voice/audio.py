@@ -634,10 +634,7 @@ class MicrophoneSource:
         self._closing = True
         stream, self._stream = self._stream, None
         if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.abort(ignore_errors=True)
-            with contextlib.suppress(Exception):
-                stream.close(ignore_errors=True)
+            await _close_stream(stream)
         self._ended = True
         if self._ready is not None:
             self._ready.set()
@@ -863,10 +860,35 @@ class SpeakerSink:
             return
         self._closed = True
         self.stop()
+        await _close_stream(self._stream)
+
+
+async def _close_stream(stream: Any, timeout_s: float = 2.0) -> None:
+    """Abort and close a PortAudio stream off the event loop.
+
+    On a hung sound server PortAudio's abort blocks for about a minute; on the loop that would
+    freeze every session (and Ctrl-C). A daemon thread finishes it whenever it can.
+    """
+
+    def close() -> None:
         with contextlib.suppress(Exception):
-            self._stream.abort(ignore_errors=True)
+            stream.abort(ignore_errors=True)
         with contextlib.suppress(Exception):
-            self._stream.close(ignore_errors=True)
+            stream.close(ignore_errors=True)
+
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def run() -> None:
+        close()
+        with contextlib.suppress(RuntimeError):  # the loop may be gone by then
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+    threading.Thread(target=run, name="portaudio-close", daemon=True).start()
+    try:
+        await asyncio.wait_for(asyncio.shield(done), timeout_s)
+    except TimeoutError:
+        log.warning("the audio device did not close within %.0f s; leaving it", timeout_s)
 
 
 class WavSink:
