@@ -21,7 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
-SECRET_KEYS = ("api_key", "token", "password", "secret")
+SECRET_KEYS = frozenset({"api_key", "token", "password", "secret"})
 
 
 def ensure_root_on_path() -> None:
@@ -97,7 +97,7 @@ def redact(data: Any) -> Any:
         data = dataclasses.asdict(data)
     if isinstance(data, Mapping):
         return {
-            k: ("***" if v and any(s in str(k).lower() for s in SECRET_KEYS) else redact(v))
+            k: ("***" if v and str(k).lower() in SECRET_KEYS else redact(v))
             for k, v in data.items()
         }
     if isinstance(data, list | tuple):
