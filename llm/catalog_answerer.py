@@ -55,7 +55,10 @@ _DESCRIBING_RE = re.compile(
 # Sentences that lean on the one before ("But as the waves...") make no sense alone.
 _DANGLING_RE = re.compile(
     r"^(?:but|however|as a result|this means|also|and|so|thus|therefore|because of this|"
-    r"in addition|additionally|furthermore|it|they|these|those|this|that|he|she|here)\b",
+    r"in addition|additionally|furthermore|it|they|these|those|this|that|he|she|here|"
+    # Sentences that point back at a list or a previous step make no sense on their own.
+    r"then|next|finally|lastly|similarly|likewise|in contrast|on the other hand|"
+    r"the (?:first|second|third|fourth|fifth|next|last|final|other|latter|former|same))\b",
     re.I,
 )
 # Catalog sentences that talk about the product rather than the science.
@@ -122,7 +125,7 @@ def pick_sentences(entry: CatalogEntry, question: str, audience: Audience) -> li
         position = -0.15 * i
         too_long = max(0, len(words) - style.max_words / style.sentences) * style.length_penalty
         long_words = sum(len(w) > 10 for w in words) * style.long_word_penalty
-        dangling = 1.0 if _DANGLING_RE.match(sentences[i]) else 0.0
+        dangling = 2.5 if _DANGLING_RE.match(sentences[i]) else 0.0
         return 2.0 * overlaps[i] + describing + position - too_long - long_words - dangling
 
     ranked = sorted(range(len(sentences)), key=lambda i: (-score(i), i))
