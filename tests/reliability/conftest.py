@@ -24,6 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from llm.base import AnswerError, AnswerEvent, AnswerRequest, TextDelta
+from tests.server.conftest import ask, until
 from tests.speech import espeak_wav, read_pcm16
 from tests.test_microphone import virtual_audio  # noqa: F401 (the private PulseAudio fixture)
 from voice.events import Event, ResponseAudio, ResponseDone
@@ -155,33 +156,12 @@ async def ws_client(server: Server, **kw: Any) -> AsyncIterator[ClientConnection
 async def read_until(
     ws: ClientConnection, kind: str, timeout: float = 60.0
 ) -> tuple[dict[str, Any], list[dict[str, Any] | bytes]]:
-    """Read until an event of type ``kind``; returns it and everything read before it."""
-    seen: list[dict[str, Any] | bytes] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            types = [m["type"] if isinstance(m, dict) else "<binary>" for m in seen][-20:]
-            raise TimeoutError(f"no {kind} within {timeout} s; last: {types}")
-        message = await asyncio.wait_for(ws.recv(), remaining)
-        event = json.loads(message) if isinstance(message, str) else message
-        if isinstance(event, dict) and event.get("type") == kind:
-            return event, seen
-        seen.append(event)
+    """The server tests' ``until`` with a soak-sized default timeout."""
+    return await until(ws, kind, timeout)
 
 
-def typed_question(text: str) -> list[str]:
-    """The two client events of a typed question (Realtime: item, then response.create)."""
-    item = {
-        "type": "conversation.item.create",
-        "item": {
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": text}],
-        },
-    }
-    return [json.dumps(item), json.dumps({"type": "response.create"})]
+# The two client events of a typed question (Realtime: item, then response.create).
+typed_question = ask
 
 
 def audio_append(pcm: bytes) -> str:
