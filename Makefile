@@ -57,6 +57,7 @@ demo: setup
 test: setup system-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	# Few malloc arenas: the suite starts hundreds of threads (servers, executors); glibc's
 	# per-thread arenas would otherwise make the soak tests' RSS bounds measure fragmentation.
 	MALLOC_ARENA_MAX=2 $(PY) -m pytest -q

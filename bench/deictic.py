@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from catalog.datasets import Catalog, CatalogEntry  # noqa: E402
+from catalog.grounding import is_deictic  # noqa: E402
+from catalog.retrieval import Retriever  # noqa: E402
 from llm.base import Answerer, AnswerRequest, Link  # noqa: E402
-from llm.catalog import Catalog, CatalogEntry  # noqa: E402
-from llm.grounding import is_deictic  # noqa: E402
-from llm.retrieval import Retriever  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "sos-data" / "sos_qa_pairs.jsonl"
 RESULTS = ROOT / "bench" / "results" / "deictic.json"
@@ -174,8 +174,8 @@ def table(result: dict) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict:
+    from llm.config import LlmConfig
     from llm.factory import build_answerer
-    from voice.config import LlmConfig
 
     catalog = Catalog.load()
     retriever = Retriever.build(catalog, use_embeddings=False if args.no_embeddings else None)

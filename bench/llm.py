@@ -46,9 +46,9 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 from llm.chat_format import bundled_qwen_tokenizer_path, render_prompt  # noqa: E402
+from llm.config import LlmConfig  # noqa: E402
 from llm.prompt import system_prompt  # noqa: E402
 from llm.transformers_answerer import GenerationEngine, LoadedModel, load_model  # noqa: E402
-from voice.config import LlmConfig  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -5,7 +5,7 @@ Usage:
     python bench/load.py --clients 1,4 --out /tmp/load.json
     python bench/load.py --config gpu.toml     # other models
 
-The real server (``voice.server.app.Server`` on the real offline models) runs in a child
+The real server (``server.app.Server`` on the real offline models) runs in a child
 process on 127.0.0.1, so that the clients' own work does not share its event loop and GIL. For
 each level N, N clients connect at once (with up to ``--jitter-ms`` of random delay, as
 visitors never start on the same millisecond), ask for binary output (the Unity fast path), and
@@ -99,9 +99,9 @@ class ClientResult:
 def serve_child(config_path: str | None, max_sessions: int) -> None:
     """Run in the child process: load the models, serve on 127.0.0.1, print the port, and
     stop when stdin closes (the parent died or is done) or on SIGTERM."""
-    from voice.config import load_config
-    from voice.server.app import Server
-    from voice.server.config import ServerConfig
+    from cli.config import load_config
+    from server.app import Server
+    from server.config import ServerConfig
     from voice.services import Services
 
     async def main() -> None:
@@ -416,7 +416,7 @@ def print_report(result: dict[str, Any]) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from voice.config import load_config
+    from cli.config import load_config
 
     config = load_config(args.config)
     machine = machine_info()

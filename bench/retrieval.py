@@ -43,10 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from llm.base import AnswerRequest  # noqa: E402
-from llm.catalog import Catalog, CatalogEntry, slug_of  # noqa: E402
-from llm.grounding import build_grounding  # noqa: E402
-from llm.retrieval import (  # noqa: E402
+from catalog.datasets import Catalog, CatalogEntry, slug_of  # noqa: E402
+from catalog.grounding import build_grounding  # noqa: E402
+from catalog.retrieval import (  # noqa: E402
     Embedder,
     MiniLMEmbedder,
     Retriever,
@@ -381,7 +380,7 @@ def grounding_report(
     order = {e.slug: i for i, e in enumerate(golds)}
 
     def primary(question: str, showing: CatalogEntry) -> CatalogEntry | None:
-        return build_grounding(AnswerRequest(question, showing=showing), retriever).primary
+        return build_grounding(question, showing, retriever).primary
 
     deictic = [primary("What is this about?", e) == e for e in golds]
     other = [

@@ -57,10 +57,10 @@ from bench.common import (
     table,
     write_json,
 )
+from cli.config import Config, load_config
 from llm.base import AnswerRequest, TextDelta
 from tests.speech import espeak_wav, speech_bounds_ms, write_pcm16
 from voice.audio import SAMPLE_RATE, WavSource, frame_bytes, resample_pcm16
-from voice.config import Config, load_config
 from voice.events import (
     ErrorEvent,
     Event,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from llm.catalog import CatalogEntry
+from catalog.datasets import CatalogEntry
 
 Role = Literal["user", "assistant"]
 Audience = Literal["kids", "general", "educator"]

@@ -2,11 +2,11 @@
 
 At a kiosk without a GPU there is no language model, but there is the catalog: 520 datasets
 with NOAA-written descriptions. This answerer finds the dataset the question is about (the
-shared :func:`llm.grounding.build_grounding`, so "this" means what is on the sphere exactly as
+shared :func:`catalog.grounding.build_grounding`, so "this" means what is on the sphere exactly as
 for the LLM answerers), picks the one or two description sentences that best answer the
 question, cleans them for speech, and streams them in word groups like an LLM would, so the
 voice loop's sentence splitter and TTS behave the same. The link goes through the same
-:class:`llm.grounding.LinkGuard` as a model's output. When nothing in the catalog fits, it says
+:class:`llm.link_guard.LinkGuard` as a model's output. When nothing in the catalog fits, it says
 so instead of reading out the least bad match.
 """
 
@@ -18,18 +18,12 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from catalog.datasets import Catalog, CatalogEntry
+from catalog.grounding import Grounding, asks_for_related, build_grounding, related_entries
+from catalog.retrieval import Retriever, analyze
+from catalog.text import description_sentences, spoken_title
 from llm.base import AnswerEvent, AnswerRequest, Audience
-from llm.catalog import Catalog, CatalogEntry
-from llm.grounding import (
-    Grounding,
-    LinkGuard,
-    asks_for_related,
-    build_grounding,
-    description_sentences,
-    related_entries,
-    split_for_streaming,
-)
-from llm.retrieval import Retriever, analyze
+from llm.link_guard import LinkGuard, split_for_streaming
 
 
 @dataclass(frozen=True)
@@ -67,17 +61,6 @@ _META_RE = re.compile(
     r"this (?:movie|film) is available)\b",
     re.I,
 )
-
-
-def spoken_title(title: str) -> str:
-    """A catalog title as it is said: "Tsunami Locations - 2000 BCE - 2014" ->
-    "Tsunami Locations, 2000 BCE to 2014"."""
-    text = re.sub(r"[()\[\]]", "", title)
-    text = re.sub(
-        r"(\d{1,4}(?:\s*(?:BCE|BC|CE|AD))?)\s*[-–]\s*(\d{1,4}|[Pp]resent)\b", r"\1 to \2", text
-    )
-    text = re.sub(r"\s+[-–]\s+", ", ", text)
-    return " ".join(text.split())
 
 
 def _join(items: Sequence[str]) -> str:
@@ -185,7 +168,7 @@ class CatalogAnswerer:
     def compose(self, request: AnswerRequest) -> tuple[Grounding, str]:
         """(grounding, raw answer text ending in "More information: URL" when there is a
         match). Blocking; :meth:`stream` runs it in a thread."""
-        grounding = build_grounding(request, self._retriever, self._k)
+        grounding = build_grounding(request.question, request.showing, self._retriever, self._k)
         showing = request.showing
         top = grounding.hits[0] if grounding.hits else None
         matched = self._retriever.is_match(top)

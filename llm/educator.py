@@ -31,17 +31,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from catalog.datasets import Catalog, CatalogEntry
+from catalog.grounding import asks_for_related, build_grounding, is_deictic, related_entries
+from catalog.retrieval import Retriever, analyze
+from catalog.text import description_sentences, spoken_title
 from llm.base import Answerer, AnswerEvent, AnswerRequest, Audience, Link, TextDelta
-from llm.catalog import Catalog, CatalogEntry
-from llm.catalog_answerer import spoken_title
-from llm.grounding import (
-    asks_for_related,
-    build_grounding,
-    description_sentences,
-    is_deictic,
-    related_entries,
-    split_for_streaming,
-)
+from llm.link_guard import split_for_streaming
 from llm.quiz import (
     LETTERS,
     QUIZ_LENGTH,
@@ -56,7 +51,6 @@ from llm.quiz import (
     score_text,
     stem,
 )
-from llm.retrieval import Retriever, analyze
 
 GradeBand = Literal["elementary", "middle", "high"]
 RELATED_SHOWN = 3
@@ -408,7 +402,7 @@ class EducatorAnswerer:
         if not analyze(topic) or (showing is not None and is_deictic(question)):
             return showing
         probe = dataclasses.replace(request, question=topic)
-        grounding = build_grounding(probe, self._retriever, k=1)
+        grounding = build_grounding(probe.question, probe.showing, self._retriever, k=1)
         if grounding.pinned:
             return showing
         return grounding.primary or showing

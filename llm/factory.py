@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from catalog.datasets import Catalog
+    from catalog.retrieval import Retriever
     from llm.base import Answerer
-    from llm.catalog import Catalog
-    from llm.retrieval import Retriever
-    from voice.config import LlmConfig
+    from llm.config import LlmConfig
 
 log = logging.getLogger(__name__)
 

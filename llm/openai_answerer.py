@@ -3,7 +3,7 @@
 This is how a fleet of kiosks and headsets shares GPU servers: vLLM serving Qwen/Qwen3-4B with
 the SOS LoRA (``--enable-lora --lora-modules sos=<adapter>``) batches many installations far
 better than one process per GPU. The prompt, the grounding and the link check are the same as
-for the local model (:mod:`llm.prompt`, :mod:`llm.grounding`); only generation is remote.
+for the local model (:mod:`llm.prompt`, :mod:`catalog.grounding`); only generation is remote.
 
 Thinking is switched off per request with ``chat_template_kwargs={"enable_thinking": False}``
 (vLLM and transformers serve honour it); any ``<think>`` text that still comes is dropped, and
@@ -23,9 +23,9 @@ from llm.base import AnswerError, AnswerEvent, AnswerRequest
 from llm.prompt import approx_token_count, build_messages, strip_think_stream, with_trimmed_history
 
 if TYPE_CHECKING:
-    from llm.catalog import Catalog
-    from llm.retrieval import Retriever
-    from voice.config import LlmConfig
+    from catalog.datasets import Catalog
+    from catalog.retrieval import Retriever
+    from llm.config import LlmConfig
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ class OpenAIAnswerer:
                     await stream.close()
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
-        from llm.grounding import build_grounding, guard_stream
+        from catalog.grounding import build_grounding
+        from llm.link_guard import guard_stream
 
         grounding = await asyncio.to_thread(
             build_grounding, request, self._retriever, self._cfg.grounding_entries

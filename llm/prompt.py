@@ -4,7 +4,7 @@ Every LLM backend (local transformers, OpenAI-compatible server) builds its chat
 so a visitor gets the same kind of answer whichever backend serves the exhibit: spoken (no
 markdown), short unless asked for more, safe for children, and ending with the model card's
 answer shape "More information: URL" where the URL is one of the catalog pages we put in front
-of the model. The link itself is checked afterwards (``llm.grounding.guard_stream``); asking for
+of the model. The link itself is checked afterwards (``llm.link_guard.guard_stream``); asking for
 it here just makes a right link likely.
 """
 
@@ -15,11 +15,12 @@ import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from catalog.text import entry_summary
 from llm.base import AnswerRequest, Audience, ChatMessage
 from llm.chat_format import THINK_CLOSE, THINK_OPEN
 
 if TYPE_CHECKING:
-    from llm.grounding import Grounding
+    from catalog.grounding import Grounding
 
 TokenCounter = Callable[[str], int]
 
@@ -75,8 +76,6 @@ def build_system_message(request: AnswerRequest, grounding: Grounding) -> str:
     Session instructions come last and are framed as subordinate to the rules, so an
     installation can shape answers ("answer in Spanish") without switching off kid-safety.
     """
-    from llm.grounding import grounding_prompt
-
     parts = [system_prompt(request.audience)]
     if request.showing is not None and request.showing not in grounding.entries:
         parts.append(
@@ -235,3 +234,34 @@ async def strip_think_stream(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
     tail = filt.flush()
     if tail:
         yield tail
+
+
+def grounding_prompt(grounding: Grounding, max_chars_per_entry: int = 500) -> str:
+    """The catalog facts an LLM answers from, for its system or user prompt.
+
+    Each entry: title, URL, summary, categories, keywords; the showing one is labelled
+    "currently on the sphere". Empty grounding -> a line saying nothing matched, so the model
+    does not invent a dataset.
+    """
+    if not grounding.entries:
+        return (
+            "SOS catalog: no dataset matches this question. Say so briefly, and do not give "
+            "a More information link."
+        )
+    lines = [
+        "SOS catalog datasets for this question (answer from these facts; end with "
+        '"More information: <URL>" using one of these URLs):'
+    ]
+    for n, entry in enumerate(grounding.entries, 1):
+        label = ""
+        if entry == grounding.showing:
+            label = " (currently on the sphere"
+            label += "; the visitor is asking about it)" if grounding.pinned else ")"
+        lines.append(f"[{n}] {entry.title}{label}")
+        lines.append(f"URL: {entry.url}")
+        if entry.categories:
+            lines.append(f"Categories: {', '.join(entry.categories)}")
+        if entry.keywords:
+            lines.append(f"Keywords: {', '.join(entry.keywords)}")
+        lines.append(f"Summary: {entry_summary(entry, max_chars_per_entry)}")
+    return "\n".join(lines)

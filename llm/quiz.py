@@ -21,10 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from catalog.datasets import Catalog, CatalogEntry
+from catalog.text import description_sentences, spoken_title
 from llm.base import ChatMessage
-from llm.catalog import Catalog, CatalogEntry
-from llm.catalog_answerer import spoken_title
-from llm.grounding import description_sentences
 
 QUIZ_LENGTH = 3
 LETTERS = ("A", "B", "C")

@@ -41,10 +41,10 @@ from llm.prompt import build_messages, strip_think_stream, with_trimmed_history
 if TYPE_CHECKING:
     import torch
 
-    from llm.catalog import Catalog
-    from llm.grounding import Grounding
-    from llm.retrieval import Retriever
-    from voice.config import LlmConfig
+    from catalog.datasets import Catalog
+    from catalog.grounding import Grounding
+    from catalog.retrieval import Retriever
+    from llm.config import LlmConfig
 
 log = logging.getLogger(__name__)
 
@@ -831,7 +831,8 @@ class TransformersAnswerer:
         return ids
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
-        from llm.grounding import build_grounding, guard_stream
+        from catalog.grounding import build_grounding
+        from llm.link_guard import guard_stream
 
         grounding = await asyncio.to_thread(
             build_grounding, request, self._retriever, self._cfg.grounding_entries

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llm.catalog import Catalog
-from voice.config import Config, load_config
+from catalog.datasets import Catalog
+from cli.config import Config, load_config
 
 SOS_DATA = Path(__file__).resolve().parents[2] / "shared" / "sos-data" / "sos_qa_pairs.jsonl"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from llm.catalog import Catalog, CatalogError, default_catalog_path, slug_of
-from llm.catalog_cli import main as catalog_main
-from llm.catalog_cli import refresh
+from catalog.cli import main as catalog_main
+from catalog.cli import refresh
+from catalog.datasets import Catalog, CatalogError, default_catalog_path, slug_of
 
 
 def test_the_shipped_catalog_has_the_520_datasets(catalog: Catalog) -> None:

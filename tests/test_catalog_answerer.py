@@ -7,10 +7,11 @@ import re
 
 import pytest
 
+from catalog.datasets import Catalog, CatalogEntry
+from catalog.retrieval import Retriever
+from catalog.text import spoken_title
 from llm.base import Answerer, AnswerEvent, AnswerRequest, Link, TextDelta
-from llm.catalog import Catalog, CatalogEntry
-from llm.catalog_answerer import CatalogAnswerer, pick_sentences, spoken_title
-from llm.retrieval import Retriever
+from llm.catalog_answerer import CatalogAnswerer, pick_sentences
 
 URLISH = re.compile(r"https?:|www\.|sos\.noaa\.gov|More information", re.I)
 

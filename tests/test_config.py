@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from voice.config import DEFAULT_PATH, Config, ConfigError, env_overrides, load_config
+from cli.config import DEFAULT_PATH, ENV_PREFIX, Config, load_config
+from settings import ConfigError, env_overrides
 
 
 def test_default_file_documents_exactly_the_schema() -> None:
@@ -87,8 +88,8 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_env_names_must_have_section_and_key() -> None:
     with pytest.raises(ConfigError, match="SECTION__KEY"):
-        env_overrides({"SOS_VOICE__VAD": "1"})
-    assert env_overrides({"OTHER": "1", "SOS_VOICE__TTS__VOICE": "x.onnx"}) == {
+        env_overrides({"SOS_VOICE__VAD": "1"}, ENV_PREFIX)
+    assert env_overrides({"OTHER": "1", "SOS_VOICE__TTS__VOICE": "x.onnx"}, ENV_PREFIX) == {
         "tts": {"voice": "x.onnx"}
     }
 

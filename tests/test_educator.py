@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from catalog.datasets import Catalog
 from llm.base import AnswerRequest, ChatMessage, Link, TextDelta
-from llm.catalog import Catalog
 from llm.educator import (
     EducatorAnswerer,
     activity_hint,

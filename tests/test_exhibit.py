@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llm.catalog import Catalog, CatalogError
+from catalog.datasets import Catalog, CatalogError
 from tests.speech import espeak_wav
 from tests.test_voice_loop import Recorder, feed_wav
 from voice.events import ResponseDone, TranscriptReady
@@ -141,7 +141,7 @@ async def test_sessions_follow_the_exhibit_unless_they_override_it(services: Ser
 # ------------------------------------------------------------------------------ CLI
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "voice.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from llm import factory
+from llm.config import LlmConfig
 from llm.factory import AnswererUnavailable, build_answerer, choose_answerer, model_source
-from voice.config import LlmConfig
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def retriever(catalog):
-    from llm.retrieval import Retriever
+    from catalog.retrieval import Retriever
 
     return Retriever.build(catalog, use_embeddings=False)
 

@@ -14,21 +14,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from llm.base import AnswerEvent, AnswerRequest, Link, TextDelta
-from llm.catalog import Catalog, CatalogEntry
-from llm.grounding import (
+from catalog.datasets import Catalog, CatalogEntry
+from catalog.grounding import (
     Grounding,
-    LinkGuard,
     asks_for_related,
     build_grounding,
-    description_sentences,
-    grounding_prompt,
-    guard_stream,
     is_deictic,
     related_entries,
-    split_sentences,
 )
-from llm.retrieval import Retriever
+from catalog.retrieval import Retriever
+from catalog.text import description_sentences, split_sentences
+from llm.base import AnswerEvent, Link, TextDelta
+from llm.link_guard import LinkGuard, guard_stream
+from llm.prompt import grounding_prompt
 
 TSUNAMI = "tsunami-locations-2000-bce-2014"
 URLISH = re.compile(r"https?:|www\.|sos\.noaa\.gov|More information", re.I)
@@ -97,7 +95,7 @@ def test_asks_for_related() -> None:
 def test_deictic_question_grounds_on_the_showing_dataset(
     retriever: Retriever, tsunami: CatalogEntry
 ) -> None:
-    g = build_grounding(AnswerRequest("What does this animation show?", showing=tsunami), retriever)
+    g = build_grounding("What does this animation show?", tsunami, retriever)
     assert g.entries[0] == tsunami and g.primary == tsunami and g.pinned
     assert len(g.entries) == 3 and len(set(g.entries)) == 3
     assert g.showing == tsunami and g.deictic
@@ -106,30 +104,30 @@ def test_deictic_question_grounds_on_the_showing_dataset(
 def test_question_about_the_showing_topic_keeps_it_first(
     retriever: Retriever, tsunami: CatalogEntry
 ) -> None:
-    g = build_grounding(AnswerRequest("What causes a tsunami?", showing=tsunami), retriever)
+    g = build_grounding("What causes a tsunami?", tsunami, retriever)
     assert g.primary == tsunami and g.entries[0] == tsunami and not g.pinned
 
 
 def test_clearly_different_question_gets_its_own_dataset(
     retriever: Retriever, tsunami: CatalogEntry
 ) -> None:
-    g = build_grounding(AnswerRequest("What causes hurricanes?", showing=tsunami), retriever)
+    g = build_grounding("What causes hurricanes?", tsunami, retriever)
     assert g.primary is not None and "hurricane" in g.primary.slug
     assert g.entries[0] == g.primary
     assert tsunami in g.entries  # the sphere's dataset stays in view for the model
 
 
 def test_no_showing_and_no_match_gives_no_primary(retriever: Retriever) -> None:
-    g = build_grounding(AnswerRequest("Where is the bathroom?"), retriever)
+    g = build_grounding("Where is the bathroom?", None, retriever)
     assert g.primary is None and g.entries == ()
-    g = build_grounding(AnswerRequest("Why is the ocean getting acidic?"), retriever, k=2)
+    g = build_grounding("Why is the ocean getting acidic?", None, retriever, k=2)
     assert g.primary is not None and "acidif" in g.primary.slug and len(g.entries) <= 2
 
 
 def test_grounding_prompt_lists_facts_and_labels_the_showing_entry(
     retriever: Retriever, tsunami: CatalogEntry
 ) -> None:
-    g = build_grounding(AnswerRequest("What causes hurricanes?", showing=tsunami), retriever)
+    g = build_grounding("What causes hurricanes?", tsunami, retriever)
     text = grounding_prompt(g, max_chars_per_entry=300)
     for entry in g.entries:
         assert entry.title in text and entry.url in text

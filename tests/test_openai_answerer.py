@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from catalog.datasets import Catalog
 from llm.base import AnswerError, AnswerRequest, Link, TextDelta
-from llm.catalog import Catalog
+from llm.config import LlmConfig
 from llm.openai_answerer import OpenAIAnswerer
-from voice.config import LlmConfig
 
 pytest.importorskip("openai")
 
@@ -99,7 +99,7 @@ def server(tiny_qwen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def retriever(catalog: Catalog):
-    from llm.retrieval import Retriever
+    from catalog.retrieval import Retriever
 
     return Retriever.build(catalog, use_embeddings=False)
 

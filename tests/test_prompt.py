@@ -29,7 +29,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def retriever(catalog):
-    from llm.retrieval import Retriever
+    from catalog.retrieval import Retriever
 
     return Retriever.build(catalog, use_embeddings=False)
 
@@ -46,7 +46,7 @@ def test_system_prompt_per_audience() -> None:
 
 
 def test_build_messages_has_grounding_showing_history_instructions(catalog, retriever) -> None:
-    from llm.grounding import build_grounding
+    from catalog.grounding import build_grounding
 
     showing = catalog.by_url(TSUNAMI)
     request = AnswerRequest(
@@ -56,7 +56,7 @@ def test_build_messages_has_grounding_showing_history_instructions(catalog, retr
         audience="kids",
         instructions="Answer like a pirate.",
     )
-    grounding = build_grounding(request, retriever, 3)
+    grounding = build_grounding(request.question, request.showing, retriever, 3)
     messages = build_messages(request, grounding)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     system = messages[0]["content"]
@@ -68,10 +68,13 @@ def test_build_messages_has_grounding_showing_history_instructions(catalog, retr
 
 
 def test_prompt_renders_with_thinking_disabled(catalog, retriever, tokenizer) -> None:
-    from llm.grounding import build_grounding
+    from catalog.grounding import build_grounding
 
     request = AnswerRequest(question="What causes a tsunami?")
-    text = render_prompt(tokenizer, build_messages(request, build_grounding(request, retriever, 3)))
+    text = render_prompt(
+        tokenizer,
+        build_messages(request, build_grounding(request.question, request.showing, retriever, 3)),
+    )
     assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 

@@ -24,8 +24,8 @@ from bench.retrieval import (
     load_link_rows,
     question_only_set,
 )
-from llm.catalog import Catalog
-from llm.retrieval import Retriever, analyze, embeddings_available, query_terms
+from catalog.datasets import Catalog
+from catalog.retrieval import Retriever, analyze, embeddings_available, query_terms
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_modes_are_checked(catalog: Catalog) -> None:
 
 
 def test_catalog_embeddings_are_cached_by_content(tmp_path: Path) -> None:
-    from llm.retrieval import MiniLMEmbedder, cached_encode
+    from catalog.retrieval import MiniLMEmbedder, cached_encode
 
     embedder = MiniLMEmbedder()
     texts = ["Tsunami locations", "Hurricane tracks", "Sea ice extent"]

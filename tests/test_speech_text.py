@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from llm.catalog import Catalog
+from catalog.datasets import Catalog
 from voice.speech_text import SentenceSplitter, speakable
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llm.catalog import Catalog, CatalogEntry
+from catalog.datasets import Catalog, CatalogEntry
 from tests.speech import espeak_wav, noise, read_pcm16
 from voice.config import SttConfig
 from voice.stt import (

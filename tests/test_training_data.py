@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llm.catalog import Catalog
+from catalog.datasets import Catalog
 from training.data import (
     IGNORE_INDEX,
     CategoryLookup,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llm.catalog import Catalog
+from catalog.datasets import Catalog
 from training.evaluate import markdown_table
 from training.metrics import (
     BertScorer,

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from catalog.datasets import Catalog
 from llm.base import AnswerError, AnswerRequest, ChatMessage, Link, TextDelta
-from llm.catalog import Catalog
+from llm.config import LlmConfig
 from llm.transformers_answerer import (
     GenerationEngine,
     LoadedModel,
     TransformersAnswerer,
     load_model,
 )
-from voice.config import LlmConfig
 
 pytest.importorskip("bitsandbytes")
 
@@ -99,7 +99,7 @@ def lora_4bit(tiny_qwen_dir: Path, adapter_dir: Path) -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def retriever(catalog: Catalog):
-    from llm.retrieval import Retriever
+    from catalog.retrieval import Retriever
 
     return Retriever.build(catalog, use_embeddings=False)
 
@@ -369,7 +369,7 @@ async def test_four_concurrent_sessions_get_their_own_answers(answerer) -> None:
 
 
 async def test_history_is_trimmed_to_the_budget(tiny_qwen_dir, catalog, retriever, lora_4bit):
-    from llm.grounding import build_grounding
+    from catalog.grounding import build_grounding
 
     cfg = tiny_cfg(tiny_qwen_dir, history_tokens=80)
     ans = TransformersAnswerer(cfg, catalog, retriever, lora_4bit)
@@ -380,7 +380,9 @@ async def test_history_is_trimmed_to_the_budget(tiny_qwen_dir, catalog, retrieve
             for role in ("user", "assistant")
         )
         request = AnswerRequest(question="And the waves?", history=history)
-        grounding = build_grounding(request, retriever, cfg.grounding_entries)
+        grounding = build_grounding(
+            request.question, request.showing, retriever, cfg.grounding_entries
+        )
         short = ans.prompt_ids(dataclasses.replace(request, history=()), grounding)
         ids = ans.prompt_ids(request, grounding)
         assert 0 < len(ids) - len(short) <= 80

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llm.catalog import Catalog
+from catalog.datasets import Catalog
 from tests.speech import concat_wavs, espeak_wav, read_pcm16, speech_bounds_ms, write_pcm16
 from voice.audio import WavSource, resample_pcm16
 from voice.events import (
@@ -204,7 +204,7 @@ async def test_typed_question(services: Services) -> None:
 
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "voice.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm.catalog import Catalog, CatalogEntry
+from catalog.datasets import Catalog, CatalogEntry
 
 IGNORE_INDEX = -100
 _MORE_INFO_RE = re.compile(

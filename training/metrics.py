@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm.catalog import Catalog, slug_of
+from catalog.datasets import Catalog, slug_of
 from training.data import more_information_url
 
 

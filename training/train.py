@@ -433,7 +433,7 @@ def system_prompt_of(cfg: DataConfig) -> str | None:
 
 
 def load_catalog(cfg: DataConfig) -> Any:
-    from llm.catalog import Catalog, CatalogError
+    from catalog.datasets import Catalog, CatalogError
 
     try:
         return Catalog.load(cfg.catalog_path or None)

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llm.catalog import Catalog, CatalogEntry, CatalogError
+from catalog.datasets import Catalog, CatalogEntry, CatalogError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from catalog.datasets import CatalogEntry
 from llm.base import AnswerRequest, Audience, ChatMessage, Link, TextDelta
-from llm.catalog import CatalogEntry
 from voice.audio import SAMPLE_RATE, AudioSink, Framer
 from voice.config import VadConfig
 from voice.events import (

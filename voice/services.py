@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from catalog.datasets import Catalog
+from catalog.retrieval import Retriever
 from llm.base import Answerer
-from llm.catalog import Catalog
 from llm.factory import build_answerer
-from llm.retrieval import Retriever
-from voice.config import Config
+from voice.config import VoiceConfig
 from voice.stt import Transcriber
 from voice.tts import Synthesizer
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _use_embeddings(config: Config) -> bool | None:
+def _use_embeddings(config: VoiceConfig) -> bool | None:
     return {"auto": None, "lexical": False, "hybrid": True}[config.catalog.retrieval]
 
 
@@ -36,7 +36,7 @@ def _use_embeddings(config: Config) -> bool | None:
 class Services:
     """Shared models and their executors. Build with :meth:`load`; close with :meth:`aclose`."""
 
-    config: Config
+    config: VoiceConfig
     catalog: Catalog
     retriever: Retriever
     transcriber: Transcriber
@@ -48,7 +48,7 @@ class Services:
     load_seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    async def load(cls, config: Config) -> Services:
+    async def load(cls, config: VoiceConfig) -> Services:
         """Load everything, the independent parts in parallel threads."""
         loop = asyncio.get_running_loop()
         timings: dict[str, float] = {}

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llm.catalog import Catalog
+from catalog.datasets import Catalog
 from voice.config import SttConfig
 
 if TYPE_CHECKING:

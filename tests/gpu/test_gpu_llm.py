@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from llm.base import AnswerError, AnswerRequest, Link, TextDelta
+from llm.config import LlmConfig
 from llm.transformers_answerer import GenerationEngine, LoadedModel, load_model
-from voice.config import LlmConfig
 
 pytestmark = pytest.mark.gpu
 
@@ -106,7 +106,7 @@ async def test_real_out_of_memory_ends_only_that_request(loaded: LoadedModel) ->
 
 async def test_answerer_end_to_end_on_the_gpu(tiny_qwen_dir: Path, catalog) -> None:
     """The tiny Qwen3 + real grounding on the GPU: text streams, the link is a catalog page."""
-    from llm.retrieval import Retriever
+    from catalog.retrieval import Retriever
     from llm.transformers_answerer import TransformersAnswerer
 
     cfg = LlmConfig(base_model=str(tiny_qwen_dir), adapter="", max_new_tokens=24)

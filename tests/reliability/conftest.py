@@ -24,12 +24,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from llm.base import AnswerError, AnswerEvent, AnswerRequest, TextDelta
+from server.app import Server
+from server.config import ServerConfig
 from tests.server.conftest import ask, until
 from tests.speech import espeak_wav, read_pcm16
 from tests.test_microphone import virtual_audio  # noqa: F401 (the private PulseAudio fixture)
 from voice.events import Event, ResponseAudio, ResponseDone
-from voice.server.app import Server
-from voice.server.config import ServerConfig
 from voice.services import Services
 from voice.tts import TtsError
 
@@ -208,7 +208,7 @@ class ErrorLog(logging.Handler):
 def server_errors() -> Iterator[ErrorLog]:
     """ERROR log records from the server's code during the test."""
     handler = ErrorLog()
-    logger = logging.getLogger("voice.server")
+    logger = logging.getLogger("server")
     logger.addHandler(handler)
     try:
         yield handler

@@ -35,9 +35,9 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
+from server.app import Server
+from server.config import ServerConfig
 from tests.reliability.conftest import SPOKEN, ErrorLog, typed_question
-from voice.server.app import Server
-from voice.server.config import ServerConfig
 from voice.services import Services
 
 pytestmark = pytest.mark.slow

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from cli.config import Config
+from server.app import Server
+from server.config import ServerConfig
 from tests.speech import espeak_wav, read_pcm16
-from voice.config import Config
 from voice.pipeline import Session
-from voice.server.app import Server
-from voice.server.config import ServerConfig
 
 TOKEN = "test-token-0123456789abcdef"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from server.app import Server
 from tests.server.browser import chromium_path, open_page
 from tests.speech import espeak_wav
-from voice.server.app import Server
 
 pytestmark = [
     pytest.mark.browser,

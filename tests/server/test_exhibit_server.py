@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from cli.config import Config
+from server.app import Server
 from tests.server.conftest import TOKEN, StartServer, ask, client, next_event, until
-from voice.config import Config
-from voice.server.app import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -9,7 +9,21 @@ from pathlib import Path
 import pytest
 from websockets.datastructures import Headers
 
-from voice.config import ConfigError
+from server.config import ServerConfig, is_loopback
+from server.http import static_path
+from server.mapper import Outgoing, RealtimeMapper
+from server.metrics import Metrics, percentile
+from server.protocol import (
+    AudioAppend,
+    ItemCreate,
+    ProtocolError,
+    WireSession,
+    parse_client_event,
+    parse_session_update,
+)
+from server.security import origin_ok, select_subprotocol, token_ok, validate_token
+from server.sendqueue import SendQueue
+from settings import ConfigError
 from voice.events import (
     InputCommitted,
     ResponseAudio,
@@ -21,20 +35,6 @@ from voice.events import (
     TranscriptReady,
     TurnTimings,
 )
-from voice.server.config import ServerConfig, is_loopback
-from voice.server.http import static_path
-from voice.server.mapper import Outgoing, RealtimeMapper
-from voice.server.metrics import Metrics, percentile
-from voice.server.protocol import (
-    AudioAppend,
-    ItemCreate,
-    ProtocolError,
-    WireSession,
-    parse_client_event,
-    parse_session_update,
-)
-from voice.server.security import origin_ok, select_subprotocol, token_ok, validate_token
-from voice.server.sendqueue import SendQueue
 
 
 def wire(**kw: object) -> WireSession:

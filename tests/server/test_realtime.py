@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
+from cli.config import Config
+from server.app import Server
 from tests.server.conftest import (
     TOKEN,
     StartServer,
@@ -30,8 +32,6 @@ from tests.server.conftest import (
     until,
 )
 from tests.speech import espeak_wav, read_pcm16, speech_bounds_ms
-from voice.config import Config
-from voice.server.app import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -27,6 +27,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from cli.config import Config
+from server.app import Server
+from settings import ConfigError
 from tests.server.conftest import (
     TOKEN,
     StartServer,
@@ -44,8 +47,6 @@ from tests.server.conftest import (
     until,
 )
 from tests.speech import read_pcm16
-from voice.config import Config, ConfigError
-from voice.server.app import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
@@ -209,7 +210,7 @@ async def test_token_header_subprotocol_and_rejections(
 
 
 async def test_no_token_refused_off_loopback(config: Config, services: Any) -> None:
-    server = Server(config, services)
+    server = Server(config, services, config.server)
     with pytest.raises(ConfigError, match="without a token"):
         await server.start("0.0.0.0", 0)
 

@@ -28,10 +28,10 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from llm.catalog import CatalogError
+from catalog.datasets import CatalogError
+from server.http import json_response
+from server.security import origin_ok, token_ok
 from voice.exhibit import Exhibit
-from voice.server.http import json_response
-from voice.server.security import origin_ok, token_ok
 
 EXHIBIT_PATH = "/exhibit/showing"
 MAX_BODY_BYTES = 16 * 1024

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
 
-from voice.config import ConfigError
+from settings import ConfigError
 
 TOKEN_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 PREFERRED_SUBPROTOCOLS = ("realtime", "openai-beta.realtime-v1")

@@ -16,8 +16,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from llm.catalog import Catalog, CatalogError
+from catalog.datasets import Catalog, CatalogError
+from cli.config import Config, load_config
+from cli.console import ConsoleView
+from settings import ConfigError
 from voice.audio import (
     AudioDeviceError,
     AudioSink,
@@ -26,8 +30,10 @@ from voice.audio import (
     WavSink,
     WavSource,
 )
-from voice.config import Config, ConfigError, load_config
-from voice.console import ConsoleView
+
+if TYPE_CHECKING:
+    from voice.exhibit import Exhibit
+    from voice.services import Services
 
 log = logging.getLogger("sos-voice")
 
@@ -147,9 +153,9 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def _serve(
-    args: argparse.Namespace, cfg: Config, services: object, exhibit: object = None
+    args: argparse.Namespace, cfg: Config, services: Services, exhibit: Exhibit | None = None
 ) -> int:
-    from voice.server.app import serve
+    from server.app import serve
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -158,7 +164,7 @@ async def _serve(
             loop.add_signal_handler(sig, stop.set)
     host = args.host or cfg.server.host
     port = args.port if args.port is not None else cfg.server.port
-    await serve(cfg, services, host=host, port=port, stop=stop, exhibit=exhibit)  # type: ignore[arg-type]
+    await serve(cfg, services, cfg.server, host=host, port=port, stop=stop, exhibit=exhibit)
     return 0
 
 
@@ -169,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return training_main(argv)
     if argv and argv[0] == "catalog":
-        from llm.catalog_cli import main as catalog_main
+        from catalog.cli import main as catalog_main
 
         return catalog_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -15,7 +15,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WsServer
@@ -24,10 +24,8 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from voice.config import Config, ConfigError
-from voice.exhibit import Exhibit, ExhibitChange
-from voice.server.config import ServerConfig, is_loopback
-from voice.server.connection import (
+from server.config import ServerConfig, is_loopback
+from server.connection import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_POLICY,
@@ -35,31 +33,29 @@ from voice.server.connection import (
     CLOSE_TRY_LATER,
     Connection,
 )
-from voice.server.exhibit_api import EXHIBIT_PATH, BodyReadingConnection, ExhibitApi
-from voice.server.http import json_response, not_found, read_static, static_path
-from voice.server.metrics import Metrics
-from voice.server.protocol import dumps, error_event
-from voice.server.security import (
+from server.exhibit_api import EXHIBIT_PATH, BodyReadingConnection, ExhibitApi
+from server.http import json_response, not_found, read_static, static_path
+from server.metrics import Metrics
+from server.protocol import dumps, error_event
+from server.security import (
     origin_ok,
     select_subprotocol,
     token_ok,
     validate_token,
 )
+from settings import ConfigError
+from voice.config import VoiceConfig
+from voice.exhibit import Exhibit, ExhibitChange
+
+if TYPE_CHECKING:
+    from voice.services import Services
 
 log = logging.getLogger(__name__)
 
 WS_PATHS = ("/v1/realtime", "/realtime", "")
-DEFAULT_WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+DEFAULT_WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
 DEFAULT_MODEL = "sos-voice"
 MAX_INCOMING_FRAMES = 8
-
-
-def _settings_from(config: Config, given: Any) -> Any:
-    """The ``[server]`` settings: given explicitly, else ``config.server`` once the lead has
-    added it, else the defaults. Read by attribute only, so either dataclass works."""
-    if given is not None:
-        return given
-    return getattr(config, "server", None) or ServerConfig()
 
 
 class Server:
@@ -67,15 +63,15 @@ class Server:
 
     def __init__(
         self,
-        config: Config,
-        services: Any,
-        settings: ServerConfig | None = None,
+        config: VoiceConfig,
+        services: Services,
+        settings: ServerConfig,
         *,
         exhibit: Exhibit | None = None,
     ) -> None:
         self.config = config
         self.services = services
-        self.settings = _settings_from(config, settings)
+        self.settings = settings
         # What the installation's sphere shows, for every session of this server.
         self.exhibit = exhibit if exhibit is not None else Exhibit(services.catalog)
         self.metrics = Metrics(self.settings.metrics_window)
@@ -311,14 +307,14 @@ def _ssl_context(settings: Any) -> ssl.SSLContext:
 
 
 async def serve(
-    config: Config,
-    services: Any,
+    config: VoiceConfig,
+    services: Services,
+    settings: ServerConfig,
     *,
     host: str,
     port: int,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
-    settings: ServerConfig | None = None,
     exhibit: Exhibit | None = None,
 ) -> None:
     """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound.

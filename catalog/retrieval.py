@@ -41,7 +41,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llm.catalog import Catalog, CatalogEntry
+from catalog.datasets import Catalog, CatalogEntry
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from server.protocol import WireSession, dumps, error_event, new_id
 from voice.audio import Resampler
 from voice.events import (
     ErrorEvent,
@@ -31,7 +32,6 @@ from voice.events import (
     StatusChanged,
     TranscriptReady,
 )
-from voice.server.protocol import WireSession, dumps, error_event, new_id
 
 AUDIO_CHUNK_S = 0.25
 """Longest audio piece per message: small enough for any client's frame limit and to start

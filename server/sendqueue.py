@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from voice.server.mapper import Outgoing
+from server.mapper import Outgoing
 
 
 class SendQueue:

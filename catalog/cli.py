@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from llm.catalog import Catalog, CatalogError, entry_from_record
+from catalog.datasets import Catalog, CatalogError, entry_from_record
 
 
 def _read_source(source: str, timeout: float) -> bytes:
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for rel in entry.related:
                 print(f"related: {rel.title} <{rel.url}>")
             return 0
-        from llm.retrieval import Retriever
+        from catalog.retrieval import Retriever
 
         retriever = Retriever.build(catalog)
         for hit in retriever.search(args.question, k=args.k):

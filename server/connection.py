@@ -21,22 +21,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from llm.catalog import CatalogEntry, CatalogError
-from voice.audio import SAMPLE_RATE, Resampler
-from voice.events import (
-    ErrorEvent,
-    Event,
-    InputCommitted,
-    ResponseDone,
-    ResponseStarted,
-    TranscriptReady,
-)
-from voice.exhibit import Exhibit
-from voice.pipeline import Session, SessionSettings
-from voice.server.config import ServerConfig
-from voice.server.mapper import Outgoing, RealtimeMapper
-from voice.server.metrics import Metrics
-from voice.server.protocol import (
+from catalog.datasets import CatalogEntry, CatalogError
+from server.config import ServerConfig
+from server.mapper import Outgoing, RealtimeMapper
+from server.metrics import Metrics
+from server.protocol import (
     AudioAppend,
     AudioClear,
     AudioCommit,
@@ -60,7 +49,18 @@ from voice.server.protocol import (
     parse_session_update,
     threshold_to_aggressiveness,
 )
-from voice.server.sendqueue import SendQueue
+from server.sendqueue import SendQueue
+from voice.audio import SAMPLE_RATE, Resampler
+from voice.events import (
+    ErrorEvent,
+    Event,
+    InputCommitted,
+    ResponseDone,
+    ResponseStarted,
+    TranscriptReady,
+)
+from voice.exhibit import Exhibit
+from voice.pipeline import Session, SessionSettings
 
 log = logging.getLogger(__name__)
 

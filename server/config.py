@@ -1,0 +1,87 @@
+"""The ``[server]`` settings of ``sos-voice --serve``, and the address check the security rules
+need."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from settings import ConfigError
+
+__all__ = ["ServerConfig", "is_loopback"]
+
+LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and security of ``sos-voice --serve``. Every limit is per server or per session."""
+
+    # Address and port to bind (the CLI's --host/--port override them).
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # Bearer token clients must present ("" = none; only allowed when bound to loopback).
+    token: str = ""
+    # Extra browser origins allowed to connect, comma-separated ("*" = any). The page's own
+    # origin (same host:port) and clients that send no Origin header are always allowed.
+    allowed_origins: str = ""
+    # Largest JSON or binary message accepted; larger ones get an error event (the session goes
+    # on); more than twice this closes the connection with 1009.
+    max_message_bytes: int = 262_144
+    # Longest user turn, in seconds of audio (caps the VAD's max_turn_s and push-to-talk).
+    max_turn_audio_s: float = 30.0
+    # Concurrent sessions; the next connection is closed with 1013 (try again later).
+    max_sessions: int = 32
+    # Close a session with 1001 after this long without a client message while idle.
+    idle_timeout_s: float = 300.0
+    # Bytes waiting to be sent to one client; a client that reads slower is dropped with 1008.
+    send_queue_bytes: int = 4_194_304
+    # TLS certificate chain and private key (PEM files); both empty = plain ws:// and http://.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Serve the browser page at GET /; web_root "" = the web/ folder shipped with the project.
+    serve_web: bool = True
+    web_root: str = ""
+    # How many recent turns the /metrics latency percentiles are computed over.
+    metrics_window: int = 200
+    # Keepalive pings find vanished clients (their response is then cancelled).
+    ping_interval_s: float = 20.0
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"server.port must be 0..65535, not {self.port}")
+        if self.max_message_bytes < 1024:
+            raise ConfigError("server.max_message_bytes must be >= 1024")
+        if self.max_turn_audio_s <= 0 or self.idle_timeout_s <= 0:
+            raise ConfigError("server.max_turn_audio_s and server.idle_timeout_s must be > 0")
+        if self.max_sessions < 1 or self.metrics_window < 1:
+            raise ConfigError("server.max_sessions and server.metrics_window must be >= 1")
+        if self.send_queue_bytes < 65536:
+            raise ConfigError("server.send_queue_bytes must be >= 65536")
+        if self.ping_interval_s < 0:
+            raise ConfigError("server.ping_interval_s must be >= 0 (0 = no keepalive)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("server.tls_cert and server.tls_key must be given together")
+        for name in ("tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value and not Path(value).expanduser().is_file():
+                raise ConfigError(f"server.{name}: no such file: {value}")
+        if self.web_root and not Path(self.web_root).expanduser().is_dir():
+            raise ConfigError(f"server.web_root: no such folder: {self.web_root}")
+
+    def origins(self) -> tuple[str, ...]:
+        """The extra allowed origins, normalized (lower case, no trailing slash)."""
+        parts = self.allowed_origins.replace(" ", ",").split(",")
+        return tuple(p.strip().rstrip("/").lower() for p in parts if p.strip())
+
+
+def is_loopback(host: str) -> bool:
+    """True only for addresses no other machine can reach (the token may be off there)."""
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a hostname or "" (all interfaces): assume reachable

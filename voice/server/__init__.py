@@ -1,9 +1,0 @@
-"""The WebSocket service (``sos-voice --serve``): OpenAI Realtime events over a WebSocket.
-
-See docs/protocol.md for the wire protocol and :mod:`voice.server.app` for the entry point.
-"""
-
-from voice.server.app import Server, serve
-from voice.server.config import ServerConfig
-
-__all__ = ["Server", "ServerConfig", "serve"]
