@@ -139,6 +139,15 @@ def build_grounding(
     deictic = is_deictic(question)
     common = {"relevant": relevant, "hits": hits, "deictic": deictic}
 
+    named = retriever.titles.named_in(question)
+    if named is not None:
+        # The visitor named a dataset: the answer is about exactly that one, whatever shows.
+        others = [h.entry for h in matched if h.entry != named]
+        entries = tuple(_unique([named, *others])[:k])
+        if showing is not None:
+            common.update(showing=showing, showing_score=retriever.score_of(scores, showing))
+        return Grounding(entries, named, pinned=True, **common)
+
     if showing is None:
         entries = tuple(h.entry for h in matched[:k])
         return Grounding(entries, entries[0] if entries else None, **common)

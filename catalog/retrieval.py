@@ -42,6 +42,7 @@ from typing import Protocol
 import numpy as np
 
 from catalog.datasets import Catalog, CatalogEntry
+from catalog.titles import TitleIndex
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +398,8 @@ class Retriever:
         """
         self.catalog = catalog
         self._entries: tuple[CatalogEntry, ...] = catalog.entries
+        # Datasets named by title are looked up, not ranked (see catalog/titles.py).
+        self.titles = TitleIndex(self._entries)
         if not self._entries:
             raise ValueError("cannot build a Retriever over an empty catalog")
         mode = mode or ("hybrid" if embedder else "lexical")
