@@ -100,6 +100,9 @@ def test_config_file_is_the_published_recipe() -> None:
     assert cfg.train.optimizer == "paged_adamw_8bit" and cfg.data.max_length == 8192
     assert cfg.eval.metric_for_best == "bertscore_f1" and cfg.data.completion_only_loss
     assert load_config(None, ["train.max_steps=5", "data.system_prompt=hi"]).train.max_steps == 5
+    # The CLI's named flags (``values``) win over --set, as they always have.
+    named = load_config(DEFAULT_CONFIG, ["train.max_steps=5"], values={"train": {"max_steps": 3}})
+    assert named.train.max_steps == 3 and named.train.epochs == 3
     with pytest.raises(ConfigError, match=r"unknown key train\.nope"):
         load_config(None, ["train.nope=1"])
     with pytest.raises(ConfigError, match=r"train\.max_steps: expected int"):
@@ -225,3 +228,7 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys) -> None:
     code = main(["train", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)])
     assert code == 2
     assert "no data file" in capsys.readouterr().err
+    argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path), "--set", "train.nope=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown key train.nope" in err, err
