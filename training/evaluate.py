@@ -24,7 +24,6 @@ from training.data import (
     ColumnMap,
     Encoded,
     Example,
-    Split,
     ValidationOptions,
     encode_example,
     read_rows,
@@ -33,6 +32,7 @@ from training.data import (
 from training.metrics import BertScorer, perplexity, text_metrics
 from training.model import load_base_model
 from training.prepare import columns_of, load_catalog, system_prompt_of
+from training.split import Split
 
 METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("rouge1", "ROUGE-1"),

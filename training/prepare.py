@@ -17,20 +17,22 @@ from llm.prompt import system_prompt as serving_system_prompt
 from settings import ConfigError
 from training.config import DataConfig
 from training.data import (
-    CategoryLookup,
     ColumnMap,
     DataReport,
     Example,
-    Split,
     ValidationOptions,
-    catalog_pairs,
-    dedupe_against,
     read_rows,
-    split_examples,
-    split_summary,
     validate_rows,
 )
 from training.errors import TrainError
+from training.split import (
+    CategoryLookup,
+    Split,
+    catalog_pairs,
+    dedupe_against,
+    split_examples,
+    split_summary,
+)
 
 CATALOG_PAIRS = ("none", "catalog", "train")
 
