@@ -124,7 +124,9 @@ def versions() -> dict[str, str]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from training.train import load_config, resolve_compute_dtype, train
+    from training.config import load_config
+    from training.model import resolve_compute_dtype
+    from training.train import train
 
     shape = TINY if args.tiny else QWEN3_4B
     tok_dir = tokenizer_path(args.tokenizer)

@@ -12,7 +12,7 @@ import dataclasses
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,6 +101,22 @@ def parse_literal(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def parse_assignments(items: Iterable[str], source: str) -> dict[str, dict[str, Any]]:
+    """``["train.max_steps=5"]`` -> ``{"train": {"max_steps": 5}}`` (values: TOML literals).
+
+    For command lines that override single keys (``--set section.key=value``); the result is
+    merged and built like a file's tables, so the keys and types are checked the same way.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        dotted, sep, raw = item.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not (sep and dot and section and key):
+            raise ConfigError(f"{source}: {item!r} must look like section.key=value")
+        out.setdefault(section, {})[key] = parse_literal(raw)
+    return out
 
 
 def env_overrides(environ: Mapping[str, str], prefix: str) -> dict[str, dict[str, Any]]:

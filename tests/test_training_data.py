@@ -1,4 +1,4 @@
-"""training/data.py: reading, validation report, formatting, and the grouped stratified split."""
+"""training/data.py (reading, validation report, formatting) and training/split.py."""
 
 from __future__ import annotations
 
@@ -12,23 +12,19 @@ import pytest
 from catalog.datasets import Catalog
 from training.data import (
     IGNORE_INDEX,
-    CategoryLookup,
     ColumnMap,
     DataError,
     Example,
-    Split,
     ValidationOptions,
-    catalog_pairs,
     compact_title,
     encode_example,
     encode_pair,
     find_near_duplicates,
     more_information_url,
     read_rows,
-    split_examples,
-    split_summary,
     validate_rows,
 )
+from training.split import CategoryLookup, Split, catalog_pairs, split_examples, split_summary
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from settings import ConfigError
+from training.batches import collate, epoch_windows
 from training.cli import DEFAULT_CONFIG, main
-from training.train import (
-    TrainConfig,
-    TrainError,
-    TrainResult,
-    collate,
-    epoch_windows,
-    load_config,
-    train,
-)
+from training.config import TrainConfig, load_config
+from training.run_folder import TrainResult
+from training.train import train
 
 STEPS = 6
 
@@ -104,9 +100,12 @@ def test_config_file_is_the_published_recipe() -> None:
     assert cfg.train.optimizer == "paged_adamw_8bit" and cfg.data.max_length == 8192
     assert cfg.eval.metric_for_best == "bertscore_f1" and cfg.data.completion_only_loss
     assert load_config(None, ["train.max_steps=5", "data.system_prompt=hi"]).train.max_steps == 5
-    with pytest.raises(TrainError, match="unknown config key"):
+    # The CLI's named flags (``values``) win over --set, as they always have.
+    named = load_config(DEFAULT_CONFIG, ["train.max_steps=5"], values={"train": {"max_steps": 3}})
+    assert named.train.max_steps == 3 and named.train.epochs == 3
+    with pytest.raises(ConfigError, match=r"unknown key train\.nope"):
         load_config(None, ["train.nope=1"])
-    with pytest.raises(TrainError, match="expected int"):
+    with pytest.raises(ConfigError, match=r"train\.max_steps: expected int"):
         load_config(None, ["train.max_steps='x'"])
 
 
@@ -198,7 +197,7 @@ def test_merge_exports_plain_weights(run_a: TrainResult, tmp_path: Path) -> None
 
     from transformers import AutoModelForCausalLM
 
-    from training.train import export_merged
+    from training.run_folder import export_merged
 
     run = tmp_path / "run"
     shutil.copytree(run_a.out_dir, run, ignore=shutil.ignore_patterns("checkpoints"))
@@ -229,3 +228,7 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys) -> None:
     code = main(["train", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)])
     assert code == 2
     assert "no data file" in capsys.readouterr().err
+    argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path), "--set", "train.nope=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown key train.nope" in err, err

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.toml"
 
@@ -64,23 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.train import load_config, train
+    from training.config import load_config
+    from training.train import train
 
-    overrides = list(args.overrides)
     named = {
-        "model.base_model": args.base_model,
-        "train.max_steps": args.max_steps,
-        "train.epochs": args.epochs,
-        "train.learning_rate": args.lr,
-        "train.seed": args.seed,
-        "eval.eval_steps": args.eval_steps,
+        ("model", "base_model"): args.base_model,
+        ("train", "max_steps"): args.max_steps,
+        ("train", "epochs"): args.epochs,
+        ("train", "learning_rate"): args.lr,
+        ("train", "seed"): args.seed,
+        ("eval", "eval_steps"): args.eval_steps,
+        ("data", "completion_only_loss"): False if args.full_loss else None,
     }
-    cfg = load_config(args.config, overrides)
-    for key, value in named.items():
+    values: dict[str, dict[str, Any]] = {}
+    for (section, key), value in named.items():
         if value is not None:
-            cfg.set(key, value)
-    if args.full_loss:
-        cfg.set("data.completion_only_loss", False)
+            values.setdefault(section, {})[key] = value
+    cfg = load_config(args.config, args.overrides, values=values)
     result = train(
         cfg, args.data, args.out, resume=args.resume, merge=args.merge, stop_after=args.stop_after
     )
@@ -113,13 +114,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``train`` or ``eval``; returns the exit status (errors are one line on stderr)."""
+    from settings import ConfigError
     from training.data import DataError
-    from training.train import TrainError
+    from training.errors import TrainError
 
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     try:
         return _train(args) if args.command == "train" else _eval(args)
-    except (TrainError, DataError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, TrainError, DataError, FileNotFoundError, ValueError) as exc:
         print(f"sos-voice {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,11 +1,10 @@
-"""Training data: read, validate, format and split prompt/completion pairs.
+"""Training data: read, validate and format prompt/completion pairs.
 
 Every row that does not make it into training is counted and named in a :class:`DataReport`
 (never dropped silently), because a data set that quietly loses a tenth of its rows trains a
 different adapter than the one its author thinks. Formatting goes through
 :func:`llm.chat_format.render_example` so that training sees exactly the tokens serving renders.
-The split is grouped by dataset title (sibling questions about one dataset share facts) and
-stratified by catalog category and difficulty, seeded, and saved with the run.
+The train/eval split is in ``training.split``.
 """
 
 from __future__ import annotations
@@ -13,16 +12,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import random
 import re
 import zlib
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from catalog.datasets import Catalog, CatalogEntry
 
 IGNORE_INDEX = -100
 _MORE_INFO_RE = re.compile(
@@ -205,12 +201,13 @@ def _read_hf(source: Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- validation
 
 
-def _norm_text(text: str) -> str:
+def norm_text(text: str) -> str:
+    """Lowercase alphanumeric words only: two prompts that differ in nothing else are one."""
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _shingles(text: str, n: int = 3) -> set[int]:
-    words = _norm_text(text).split()
+    words = norm_text(text).split()
     if len(words) < n:
         return {zlib.crc32(" ".join(words).encode())}
     return {zlib.crc32(" ".join(words[i : i + n]).encode()) for i in range(len(words) - n + 1)}
@@ -318,7 +315,7 @@ def validate_rows(
             report.drop("exact_duplicate", number, "same prompt and completion", prompt)
             continue
         seen_exact.add((prompt, completion))
-        key = _norm_text(prompt)
+        key = norm_text(prompt)
         if key in seen_prompt:
             report.drop(
                 "duplicate_prompt", number, f"same question as row {seen_prompt[key]}", prompt
@@ -436,232 +433,22 @@ def encode_example(
     return Encoded(input_ids=ids, labels=labels)
 
 
-# --------------------------------------------------------------------------- catalog lookup
-
-
-class CategoryLookup:
-    """title_key -> catalog entry, so the split can stratify by catalog category.
-
-    The data's title keys drop apostrophes ("jupiters") while the catalog's normalization
-    splits on them, so both spellings are indexed; titles that still miss are found by the
-    "More information" URL their own "What is 'X' about?" answer links to.
-    """
-
-    def __init__(self, catalog: Catalog | None, examples: Iterable[Example] = ()) -> None:
-        self._by_key: dict[str, CatalogEntry] = {}
-        if catalog is None:
-            return
-        for entry in catalog:
-            self._by_key.setdefault(compact_title(entry.title), entry)
-            self._by_key.setdefault(entry.title_key, entry)
-        urls: dict[str, Counter[str]] = defaultdict(Counter)
-        for ex in examples:
-            url = more_information_url(ex.completion)
-            if url and ex.title_key not in self._by_key:
-                weight = 10 if ex.prompt.lower().startswith("what is") else 1
-                urls[ex.title_key][url] += weight
-        for key, counter in urls.items():
-            entry = catalog.by_url(counter.most_common(1)[0][0])
-            if entry is not None:
-                self._by_key[key] = entry
-
-    def entry(self, title_key: str) -> CatalogEntry | None:
-        return self._by_key.get(title_key) or self._by_key.get(compact_title(title_key))
-
-    def category(self, title_key: str) -> str:
-        entry = self.entry(title_key)
-        return entry.categories[0] if entry and entry.categories else UNKNOWN
-
-
-# --------------------------------------------------------------------------- split
-
-
-@dataclass(frozen=True, slots=True)
-class Split:
-    """Which example ids are train and eval, with what was needed to repeat it."""
-
-    train_ids: tuple[str, ...]
-    eval_ids: tuple[str, ...]
-    seed: int
-    eval_fraction: float
-    eval_title_keys: tuple[str, ...] = ()
-    train_title_keys: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "eval_fraction": self.eval_fraction,
-            "train_ids": list(self.train_ids),
-            "eval_ids": list(self.eval_ids),
-            "train_title_keys": list(self.train_title_keys),
-            "eval_title_keys": list(self.eval_title_keys),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Split:
-        return cls(
-            train_ids=tuple(data["train_ids"]),
-            eval_ids=tuple(data["eval_ids"]),
-            seed=int(data["seed"]),
-            eval_fraction=float(data["eval_fraction"]),
-            eval_title_keys=tuple(data.get("eval_title_keys", ())),
-            train_title_keys=tuple(data.get("train_title_keys", ())),
-        )
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> Split:
-        source = Path(path)
-        if source.is_dir():
-            source = source / "split.json"
-        try:
-            return cls.from_dict(json.loads(source.read_text(encoding="utf-8")))
-        except (OSError, KeyError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read a saved split at {source}: {exc}") from exc
-
-    def select(self, examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
-        """(train, eval) examples of this split; ids the data no longer has are skipped."""
-        train, evals = set(self.train_ids), set(self.eval_ids)
-        return [e for e in examples if e.id in train], [e for e in examples if e.id in evals]
-
-
-def split_examples(
-    examples: Sequence[Example],
-    lookup: CategoryLookup | None = None,
-    *,
-    eval_fraction: float = 0.1,
-    seed: int = 42,
-) -> Split:
-    """A grouped, stratified, seeded train/eval split.
-
-    Groups are title keys (rows without one are their own group): all siblings land on one
-    side. Within each catalog category, groups are visited in a seeded random order and a
-    group goes to eval when that brings the eval side's (hard, medium, ...) row counts closer
-    to ``eval_fraction`` of that category's counts; so each category and each difficulty
-    gets about the same eval share, as far as whole groups allow.
-    """
-    if not 0.0 <= eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-    lookup = lookup or CategoryLookup(None)
-    groups: dict[str, list[Example]] = defaultdict(list)
-    for ex in examples:
-        groups[ex.title_key or f"row:{ex.id}"].append(ex)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for key in sorted(groups):
-        strata[lookup.category(key)].append(key)
-    rng = random.Random(seed)
-    eval_groups: set[str] = set()
-    for category in sorted(strata):
-        keys = strata[category]
-        rng.shuffle(keys)
-        totals = Counter(e.difficulty for k in keys for e in groups[k])
-        target = {d: eval_fraction * n for d, n in totals.items()}
-        have: Counter[str] = Counter()
-
-        def cost(counts: Counter[str], target: dict[str, float] = target) -> float:
-            return sum((counts[d] - t) ** 2 for d, t in target.items())
-
-        for key in keys:
-            added = have + Counter(e.difficulty for e in groups[key])
-            if cost(added) < cost(have):
-                have = added
-                eval_groups.add(key)
-    train_ids = tuple(e.id for e in examples if (e.title_key or f"row:{e.id}") not in eval_groups)
-    eval_ids = tuple(e.id for e in examples if (e.title_key or f"row:{e.id}") in eval_groups)
-    return Split(
-        train_ids=train_ids,
-        eval_ids=eval_ids,
-        seed=seed,
-        eval_fraction=eval_fraction,
-        eval_title_keys=tuple(sorted(eval_groups)),
-        train_title_keys=tuple(sorted(set(groups) - eval_groups)),
-    )
-
-
-def split_summary(
-    split: Split, examples: Sequence[Example], lookup: CategoryLookup | None = None
-) -> dict[str, Any]:
-    """Counts per side, category and difficulty: what the report shows and tests check."""
-    lookup = lookup or CategoryLookup(None)
-    train, evals = split.select(examples)
-    by: dict[str, Counter[str]] = {"train": Counter(), "eval": Counter()}
-    for side, rows in (("train", train), ("eval", evals)):
-        for e in rows:
-            by[side][f"category:{lookup.category(e.title_key)}"] += 1
-            by[side][f"difficulty:{e.difficulty}"] += 1
-    return {
-        "seed": split.seed,
-        "eval_fraction": split.eval_fraction,
-        "train_rows": len(train),
-        "eval_rows": len(evals),
-        "train_groups": len(split.train_title_keys),
-        "eval_groups": len(split.eval_title_keys),
-        "train_by": dict(sorted(by["train"].items())),
-        "eval_by": dict(sorted(by["eval"].items())),
-    }
-
-
-# --------------------------------------------------------------------------- catalog pairs
-
-
-def catalog_pairs(
-    catalog: Catalog, *, exclude_title_keys: Iterable[str] = (), max_chars: int = 900
-) -> list[Example]:
-    """Extra "What is 'X' about?" pairs from the catalog, in the SOS data's answer style.
-
-    They teach titles (and their exact links) that the Q&A data does not cover. Titles on the
-    eval side are excluded, or the eval answers' facts and links would leak into training.
-    """
-    excluded = {compact_title(k) for k in exclude_title_keys}
-    out: list[Example] = []
-    for entry in catalog:
-        key = compact_title(entry.title)
-        if key in excluded or not entry.description.strip():
-            continue
-        prompt = f"What is '{entry.title}' about?"
-        completion = f"{entry.summary(max_chars)}\n\nMore information: {entry.url}"
-        out.append(
-            Example(
-                id=example_id(prompt, completion),
-                row=0,
-                prompt=prompt,
-                completion=completion,
-                difficulty="catalog",
-                title_key=key,
-                source="catalog",
-            )
-        )
-    return out
-
-
-def dedupe_against(extra: Sequence[Example], base: Sequence[Example]) -> list[Example]:
-    """Drop extra pairs whose question the data already asks (the data's answer wins)."""
-    asked = {_norm_text(e.prompt) for e in base}
-    return [e for e in extra if _norm_text(e.prompt) not in asked]
-
-
 __all__ = [
     "IGNORE_INDEX",
-    "CategoryLookup",
     "ColumnMap",
     "DataError",
     "DataReport",
     "Encoded",
     "Example",
-    "Split",
     "ValidationOptions",
-    "catalog_pairs",
     "compact_title",
-    "dedupe_against",
     "encode_example",
     "encode_pair",
+    "example_id",
     "find_near_duplicates",
     "more_information_url",
+    "norm_text",
     "read_rows",
-    "split_examples",
-    "split_summary",
     "title_key_of",
     "validate_rows",
 ]

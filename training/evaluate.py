@@ -17,17 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.batches import collate
+from training.config import RUN_RECORD, TrainConfig, read_run_config
 from training.data import (
     IGNORE_INDEX,
     ColumnMap,
     Encoded,
     Example,
-    Split,
     ValidationOptions,
     encode_example,
     read_rows,
     validate_rows,
 )
+from training.metrics import BertScorer, perplexity, text_metrics
+from training.model import load_base_model
+from training.prepare import columns_of, load_catalog, system_prompt_of
+from training.split import Split
 
 METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("rouge1", "ROUGE-1"),
@@ -58,8 +63,6 @@ def eval_loss(
 ) -> tuple[float, int]:
     """(summed NLL, number of scored tokens) over the examples' labelled tokens."""
     import torch
-
-    from training.train import collate
 
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -233,14 +236,12 @@ def load_eval_examples(
     return examples, source
 
 
-def _run_config(adapter: Path | None, base_model: str | None) -> Any:
-    from training.train import TrainConfig
-
+def _run_config(adapter: Path, base_model: str | None) -> TrainConfig:
+    """The run's own config if ``adapter`` is a run folder, else defaults on its base model."""
     cfg = TrainConfig()
-    record = adapter / "train_config.json" if adapter else None
-    if record is not None and record.is_file():
-        cfg = TrainConfig.from_dict(json.loads(record.read_text(encoding="utf-8"))["config"])
-    elif adapter is not None and (adapter / "adapter_config.json").is_file():
+    if (adapter / RUN_RECORD).is_file():
+        cfg = read_run_config(adapter)
+    elif (adapter / "adapter_config.json").is_file():
         meta = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
         cfg.model.base_model = meta.get("base_model_name_or_path") or cfg.model.base_model
     if base_model:
@@ -270,19 +271,13 @@ def evaluate(
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from training.metrics import BertScorer, perplexity, text_metrics
-    from training.train import load_base_model, load_catalog, system_prompt_of
-
     a_dir = Path(adapter)
     cfg = _run_config(a_dir, base_model)
     if split_from is None and (a_dir / "split.json").is_file():
         split_from = a_dir
     d = cfg.data
-    columns = ColumnMap(
-        d.prompt_column, d.completion_column, d.difficulty_column, d.title_key_column
-    )
     examples, source = load_eval_examples(
-        data_path, columns=columns, split_from=split_from, max_examples=max_examples, log=log
+        data_path, columns=columns_of(d), split_from=split_from, max_examples=max_examples, log=log
     )
     tok_source = a_dir if (a_dir / "tokenizer_config.json").is_file() else cfg.model.base_model
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))

@@ -19,7 +19,9 @@ def test_tiny_qlora_trains_on_cuda_in_bf16(
 ) -> None:
     import torch
 
-    from training.train import load_config, resolve_compute_dtype, train
+    from training.config import load_config
+    from training.model import resolve_compute_dtype
+    from training.train import train
 
     rows = sos_pairs_path.read_text(encoding="utf-8").splitlines()[:60]
     data = tmp_path / "pairs.jsonl"
@@ -48,7 +50,7 @@ def test_tiny_qlora_trains_on_cuda_in_bf16(
 
     from peft import PeftModel
 
-    from training.train import load_base_model
+    from training.model import load_base_model
 
     base = load_base_model(cfg.model, for_training=False)
     model = PeftModel.from_pretrained(base, str(tmp_path / "run"))
@@ -59,7 +61,8 @@ def test_tiny_qlora_trains_on_cuda_in_bf16(
 
 def test_resume_on_cuda(tiny_qwen_dir: Path, sos_pairs_path: Path, tmp_path: Path) -> None:
     """Stop after 2 steps, resume to 4: the same losses as a straight run (GPU RNG restored)."""
-    from training.train import load_config, train
+    from training.config import load_config
+    from training.train import train
 
     rows = sos_pairs_path.read_text(encoding="utf-8").splitlines()[:40]
     data = tmp_path / "pairs.jsonl"
