@@ -8,7 +8,7 @@ Usage:
 The model has Qwen3-4B's exact shape (36 layers, hidden 2560, 32/8 heads of 128, MLP 9728,
 151,936-token vocabulary, tied embeddings) with random weights: the published weights are not
 needed to measure speed, which depends only on the shapes. It is saved in bf16 and loaded
-through the same :func:`llm.transformers_answerer.load_model` as production (bitsandbytes NF4,
+through the same :func:`llm.transformers.load_model` as production (bitsandbytes NF4,
 double quantization, bf16 compute). Variant ``lora`` adds a random r=8 LoRA adapter on all seven
 projections, unmerged (the default ``merge_adapter = false``), so its numbers are the shipped
 configuration's.
@@ -48,7 +48,7 @@ if __name__ == "__main__":
 from llm.chat_format import bundled_qwen_tokenizer_path, render_prompt  # noqa: E402
 from llm.config import LlmConfig  # noqa: E402
 from llm.prompt import system_prompt  # noqa: E402
-from llm.transformers_answerer import GenerationEngine, LoadedModel, load_model  # noqa: E402
+from llm.transformers import GenerationEngine, LoadedModel, load_model  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -14,7 +14,7 @@ import pytest
 
 from llm.base import AnswerError, AnswerRequest, Link, TextDelta
 from llm.config import LlmConfig
-from llm.transformers_answerer import GenerationEngine, LoadedModel, load_model
+from llm.transformers import GenerationEngine, LoadedModel, load_model
 
 pytestmark = pytest.mark.gpu
 
@@ -107,7 +107,7 @@ async def test_real_out_of_memory_ends_only_that_request(loaded: LoadedModel) ->
 async def test_answerer_end_to_end_on_the_gpu(tiny_qwen_dir: Path, catalog) -> None:
     """The tiny Qwen3 + real grounding on the GPU: text streams, the link is a catalog page."""
     from catalog.retrieval import Retriever
-    from llm.transformers_answerer import TransformersAnswerer
+    from llm.transformers import TransformersAnswerer
 
     cfg = LlmConfig(base_model=str(tiny_qwen_dir), adapter="", max_new_tokens=24)
     tiny = load_model(cfg, device="cuda:0")
