@@ -59,6 +59,7 @@ class OpenAIAnswerer:
     """
 
     name = "openai"
+    generative = True
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ class TransformersAnswerer:
     """
 
     name = "transformers"
+    generative = True
 
     def __init__(
         self,
