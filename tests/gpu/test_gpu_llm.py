@@ -1,7 +1,7 @@
 """The local SOS model on a real GPU: Qwen3-4B's shape in 4-bit NF4 (random weights).
 
 Skipped without CUDA (tests/conftest.py). Set SOS_GPU_MODEL_DIR to reuse a model folder built
-by ``bench/llm.py --model-dir`` (building one writes about 8 GB).
+by ``bench/llm_speed.py --model-dir`` (building one writes about 8 GB).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.llm import build_qwen3_4b_shaped
+    from bench.llm_speed import build_qwen3_4b_shaped
 
     folder = os.environ.get("SOS_GPU_MODEL_DIR")
     path = Path(folder) if folder else tmp_path_factory.mktemp("qwen3-4b-shaped")
