@@ -81,7 +81,7 @@ from pathlib import Path
 sys.path.insert(0, ".")
 from bench.load import make_utterances
 from bench.voice_latency import QUESTIONS, make_questions
-from voice.config import load_config
+from cli.config import load_config
 folder = Path(sys.argv[1])
 make_questions(load_config(environ={}), len(QUESTIONS), folder)
 make_utterances(folder)
