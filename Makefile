@@ -69,7 +69,7 @@ format:
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 bench: setup
-	$(PY) bench/voice.py
+	$(PY) bench/voice_latency.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

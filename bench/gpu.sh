@@ -21,15 +21,15 @@
 # `bench/gpu.sh collect`). `bench/gpu.sh run` with no names runs all four, one after another.
 #
 # What runs there, and what it means:
-# * voice: bench/voice.py with the bundled Whisper tiny.en and the Piper joe voice. No larger
+# * voice: bench/voice_latency.py with the bundled Whisper tiny.en and the Piper joe voice. No larger
 #   Whisper exists offline. CTranslate2's PyPI wheels are built for CUDA 12 (libcublas.so.12)
 #   and the machine has CUDA 13, so Whisper normally cannot run on the GPU there: this script
 #   tries (stt.device = "cuda") and falls back to the CPU, and the results file says which
 #   ("stt_device"). The answerer is the catalog one (the Qwen3 SOS weights are not offline);
 #   retrieval is lexical only (the MiniLM encoder is not carried).
 # * load: bench/load.py, 1/4/16/64 WebSocket clients on the same models.
-# * llm: bench/llm.py (Qwen3-4B-shaped, 4-bit NF4, 1/8/32 sessions; its documented defaults).
-# * train: bench/train.py (QLoRA on the Qwen3-4B shape with the SOS pairs; --steps 100).
+# * llm: bench/llm_speed.py (Qwen3-4B-shaped, 4-bit NF4, 1/8/32 sessions; its documented defaults).
+# * train: bench/train_speed.py (QLoRA on the Qwen3-4B shape with the SOS pairs; --steps 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -80,8 +80,8 @@ import sys
 from pathlib import Path
 sys.path.insert(0, ".")
 from bench.load import make_utterances
-from bench.voice import QUESTIONS, make_questions
-from voice.config import load_config
+from bench.voice_latency import QUESTIONS, make_questions
+from cli.config import load_config
 folder = Path(sys.argv[1])
 make_questions(load_config(environ={}), len(QUESTIONS), folder)
 make_utterances(folder)
@@ -160,12 +160,12 @@ bench() {
   local q="$DEST/files/questions"
   log "bench $name"
   case $name in
-    voice) timeout 540 "$PY" bench/voice.py --config "$DEST/voice.toml" --questions-dir "$q" \
+    voice) timeout 540 "$PY" bench/voice_latency.py --config "$DEST/voice.toml" --questions-dir "$q" \
       --repeat 2 --out "$out" || status=$? ;;
     load) timeout 540 "$PY" bench/load.py --config "$DEST/voice.toml" --questions-dir "$q" \
       --out "$out" || status=$? ;;
-    llm) timeout 540 "$PY" bench/llm.py --out "$out" || status=$? ;;
-    train) timeout 540 "$PY" bench/train.py --steps 100 --out "$out" || status=$? ;;
+    llm) timeout 540 "$PY" bench/llm_speed.py --out "$out" || status=$? ;;
+    train) timeout 540 "$PY" bench/train_speed.py --steps 100 --out "$out" || status=$? ;;
     *) log "unknown bench $name (voice, load, llm, train)"; exit 2 ;;
   esac
   echo "$status" >"$DEST/results/$name.status"

@@ -7,6 +7,7 @@ sentence is ("St. Thomas" does not end one) and what is never spoken (YouTube li
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from catalog.datasets import CatalogEntry
 
@@ -30,6 +31,15 @@ _ABBREVIATIONS_TEXT = (
     "oct nov dec u.s u.k inc co jr sr fig ca al"
 )
 _ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())
+# Sentences that lean on the one before ("But as the waves...", "The third location...") or
+# point back at a list or a previous step make no sense on their own.
+_DANGLING_RE = re.compile(
+    r"^(?:but|however|as a result|this means|also|and|so|thus|therefore|because of this|"
+    r"in addition|additionally|furthermore|it|its|they|these|those|this|that|he|she|here|"
+    r"then|next|finally|lastly|similarly|likewise|in contrast|on the other hand|"
+    r"the (?:first|second|third|fourth|fifth|next|last|final|other|latter|former|same))\b",
+    re.I,
+)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -108,3 +118,16 @@ def spoken_title(title: str) -> str:
     )
     text = re.sub(r"\s+[-–]\s+", ", ", text)
     return " ".join(text.split())
+
+
+def leans_on_previous(sentence: str) -> bool:
+    """True for a sentence that needs the one before it ("However, ...", "They ...", "The
+    third location ..."): said alone, out of its paragraph, it would not make sense."""
+    return _DANGLING_RE.match(sentence) is not None
+
+
+def join_spoken(items: Sequence[str]) -> str:
+    """A list as it is said: "a", "a and b", "a, b, and c"."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + (", and " if len(items) > 2 else " and ") + items[-1]

@@ -17,6 +17,8 @@ from catalog.datasets import CatalogEntry
 
 Role = Literal["user", "assistant"]
 Audience = Literal["kids", "general", "educator"]
+# The audiences in the order they are listed to a client (e.g. in an error message).
+AUDIENCES: tuple[Audience, ...] = ("kids", "general", "educator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,10 @@ class Answerer(Protocol):
     """A source of streamed, catalog-grounded answers, shared by all sessions of a process."""
 
     name: str
+    # True when a language model writes the answers and follows the request's instructions
+    # (mode hints such as "classroom activity"); False when answers are composed from the
+    # catalog, so a wrapper must build such replies itself.
+    generative: bool
 
     def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
         """Yield the answer as TextDelta pieces, then at most one Link."""

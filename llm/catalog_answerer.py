@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from catalog.datasets import Catalog, CatalogEntry
 from catalog.grounding import Grounding, asks_for_related, build_grounding, related_entries
 from catalog.retrieval import Retriever, analyze
-from catalog.text import description_sentences, spoken_title
+from catalog.text import description_sentences, join_spoken, leans_on_previous, spoken_title
 from llm.base import AnswerEvent, AnswerRequest, Audience
 from llm.link_guard import LinkGuard, split_for_streaming
 
@@ -46,27 +46,12 @@ _DESCRIBING_RE = re.compile(
     r"\b(?:shows?|depicts?|displays?|illustrates?)\b",
     re.I,
 )
-# Sentences that lean on the one before ("But as the waves...") make no sense alone.
-_DANGLING_RE = re.compile(
-    r"^(?:but|however|as a result|this means|also|and|so|thus|therefore|because of this|"
-    r"in addition|additionally|furthermore|it|they|these|those|this|that|he|she|here|"
-    # Sentences that point back at a list or a previous step make no sense on their own.
-    r"then|next|finally|lastly|similarly|likewise|in contrast|on the other hand|"
-    r"the (?:first|second|third|fourth|fifth|next|last|final|other|latter|former|same))\b",
-    re.I,
-)
 # Catalog sentences that talk about the product rather than the science.
 _META_RE = re.compile(
     r"\b(?:science on a sphere|sos explorer|\bsos\b|length of dataset|available for|"
     r"this (?:movie|film) is available)\b",
     re.I,
 )
-
-
-def _join(items: Sequence[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + (", and " if len(items) > 2 else " and ") + items[-1]
 
 
 def _sentences(entry: CatalogEntry) -> list[str]:
@@ -108,7 +93,7 @@ def pick_sentences(entry: CatalogEntry, question: str, audience: Audience) -> li
         position = -0.15 * i
         too_long = max(0, len(words) - style.max_words / style.sentences) * style.length_penalty
         long_words = sum(len(w) > 10 for w in words) * style.long_word_penalty
-        dangling = 2.5 if _DANGLING_RE.match(sentences[i]) else 0.0
+        dangling = 2.5 if leans_on_previous(sentences[i]) else 0.0
         return 2.0 * overlaps[i] + describing + position - too_long - long_words - dangling
 
     ranked = sorted(range(len(sentences)), key=lambda i: (-score(i), i))
@@ -135,6 +120,7 @@ class CatalogAnswerer:
     """Answers from the SOS catalog alone (no model): the offline default at a CPU kiosk."""
 
     name = "catalog"
+    generative = False
 
     def __init__(
         self, catalog: Catalog, retriever: Retriever, *, grounding_entries: int = 3
@@ -232,7 +218,7 @@ class CatalogAnswerer:
                 f"I don't know of datasets like {spoken_title(entry.title)} in the catalog."
                 f"\n\nMore information: {entry.url}"
             )
-        names = _join([spoken_title(e.title) for e in related])
+        names = join_spoken([spoken_title(e.title) for e in related])
         return (
             f"If you like {spoken_title(entry.title)}, have a look at {names}."
             f"\n\nMore information: {entry.url}"
@@ -244,9 +230,9 @@ class CatalogAnswerer:
         keywords = [k for k in entry.keywords if k not in tags][:4]
         bits = []
         if tags:
-            bits.append(f"It fits classroom topics like {_join([t.lower() for t in tags])}")
+            bits.append(f"It fits classroom topics like {join_spoken([t.lower() for t in tags])}")
         if keywords:
-            bits.append(f"keywords include {_join([k.lower() for k in keywords])}")
+            bits.append(f"keywords include {join_spoken([k.lower() for k in keywords])}")
         return (", and ".join(bits) + ".") if bits else ""
 
     @staticmethod

@@ -165,7 +165,7 @@ def build_answerer(cfg: LlmConfig, catalog: Catalog, retriever: Retriever) -> tu
     kind, reason = choose_answerer(cfg)
     answerer: Any
     if kind == "transformers":
-        from llm.transformers_answerer import TransformersAnswerer, load_model
+        from llm.transformers import TransformersAnswerer, load_model
 
         loaded = load_model(cfg)
         answerer = TransformersAnswerer(cfg, catalog, retriever, loaded)

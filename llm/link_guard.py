@@ -66,11 +66,6 @@ class LinkGuard:
         self._emitted_any = False
         self._tail = ""  # the last text passed on, to see whether a sentence just ended
 
-    @property
-    def urls_seen(self) -> tuple[str, ...]:
-        """The URLs the model wrote (for logging and link-accuracy measurement)."""
-        return tuple(self._urls)
-
     def feed(self, raw: str) -> list[AnswerEvent]:
         if self._finished:
             raise RuntimeError("LinkGuard.feed after finish")

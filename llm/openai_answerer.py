@@ -19,11 +19,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from llm.answer_stream import grounded_answer
 from llm.base import AnswerError, AnswerEvent, AnswerRequest
-from llm.prompt import approx_token_count, build_messages, strip_think_stream, with_trimmed_history
+from llm.prompt import approx_token_count, build_messages, with_trimmed_history
 
 if TYPE_CHECKING:
     from catalog.datasets import Catalog
+    from catalog.grounding import Grounding
     from catalog.retrieval import Retriever
     from llm.config import LlmConfig
 
@@ -57,6 +59,7 @@ class OpenAIAnswerer:
     """
 
     name = "openai"
+    generative = True
 
     def __init__(
         self,
@@ -83,7 +86,7 @@ class OpenAIAnswerer:
         )
         self.open_streams = 0  # HTTP responses currently open (tests and diagnostics)
 
-    def messages(self, request: AnswerRequest, grounding: Any) -> list[dict[str, str]]:
+    def messages(self, request: AnswerRequest, grounding: Grounding) -> list[dict[str, str]]:
         """The chat messages sent: history trimmed to ``history_tokens`` (estimated)."""
         request = with_trimmed_history(request, approx_token_count, self._cfg.history_tokens)
         return build_messages(request, grounding)
@@ -135,25 +138,13 @@ class OpenAIAnswerer:
                 with contextlib.suppress(Exception):
                     await stream.close()
 
-    async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
-        from catalog.grounding import build_grounding
-        from llm.link_guard import guard_stream
+    def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
+        async def generate(grounding: Grounding) -> AsyncIterator[str]:
+            return self._text(self.messages(request, grounding))
 
-        grounding = await asyncio.to_thread(
-            build_grounding, request, self._retriever, self._cfg.grounding_entries
+        return grounded_answer(
+            request, self._catalog, self._retriever, self._cfg.grounding_entries, generate
         )
-        raw = self._text(self.messages(request, grounding))
-        text = strip_think_stream(raw)
-        guarded = guard_stream(text, self._catalog, grounding)
-        try:
-            async for event in guarded:
-                yield event
-        finally:
-            for gen in (guarded, text, raw):
-                close = getattr(gen, "aclose", None)
-                if close is not None:
-                    with contextlib.suppress(Exception):
-                        await close()
 
     async def aclose(self) -> None:
         await self._client.close()

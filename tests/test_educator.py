@@ -14,21 +14,19 @@ from pathlib import Path
 import pytest
 
 from catalog.datasets import Catalog
+from catalog.quiz_bank import QUIZ_LENGTH, QuizBank
 from llm.base import AnswerRequest, ChatMessage, Link, TextDelta
-from llm.educator import (
-    EducatorAnswerer,
-    activity_hint,
+from llm.educator import EducatorAnswerer
+from llm.educator.activities import activity_hint, ngss_ideas
+from llm.educator.intents import (
     asks_for_activity,
     asks_for_more_like,
     asks_for_quiz,
     grade_band,
-    ngss_ideas,
     topic_words,
 )
 from llm.quiz import (
     LETTERS,
-    QUIZ_LENGTH,
-    QuizBank,
     is_stop,
     match_option,
     question_text,

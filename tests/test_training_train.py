@@ -180,7 +180,7 @@ def test_adapter_loads_onto_the_base_and_changes_output(
 ) -> None:
     """The run folder is what llm/ serves: 4-bit base + this adapter via peft."""
     from llm.config import LlmConfig
-    from llm.transformers_answerer import load_model
+    from llm.transformers import load_model
 
     ids = torch.tensor([[151644, 872, 198, 3838, 374, 264, 85003, 30, 151645]])
     outputs = []

@@ -17,7 +17,7 @@ import pytest
 from catalog.datasets import Catalog
 from llm.base import AnswerError, AnswerRequest, ChatMessage, Link, TextDelta
 from llm.config import LlmConfig
-from llm.transformers_answerer import (
+from llm.transformers import (
     GenerationEngine,
     LoadedModel,
     TransformersAnswerer,

@@ -1,7 +1,7 @@
 """The local SOS model on a real GPU: Qwen3-4B's shape in 4-bit NF4 (random weights).
 
 Skipped without CUDA (tests/conftest.py). Set SOS_GPU_MODEL_DIR to reuse a model folder built
-by ``bench/llm.py --model-dir`` (building one writes about 8 GB).
+by ``bench/llm_speed.py --model-dir`` (building one writes about 8 GB).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import pytest
 
 from llm.base import AnswerError, AnswerRequest, Link, TextDelta
 from llm.config import LlmConfig
-from llm.transformers_answerer import GenerationEngine, LoadedModel, load_model
+from llm.transformers import GenerationEngine, LoadedModel, load_model
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.llm import build_qwen3_4b_shaped
+    from bench.llm_speed import build_qwen3_4b_shaped
 
     folder = os.environ.get("SOS_GPU_MODEL_DIR")
     path = Path(folder) if folder else tmp_path_factory.mktemp("qwen3-4b-shaped")
@@ -107,7 +107,7 @@ async def test_real_out_of_memory_ends_only_that_request(loaded: LoadedModel) ->
 async def test_answerer_end_to_end_on_the_gpu(tiny_qwen_dir: Path, catalog) -> None:
     """The tiny Qwen3 + real grounding on the GPU: text streams, the link is a catalog page."""
     from catalog.retrieval import Retriever
-    from llm.transformers_answerer import TransformersAnswerer
+    from llm.transformers import TransformersAnswerer
 
     cfg = LlmConfig(base_model=str(tiny_qwen_dir), adapter="", max_new_tokens=24)
     tiny = load_model(cfg, device="cuda:0")

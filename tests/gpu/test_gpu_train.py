@@ -1,7 +1,7 @@
 """QLoRA training on a CUDA GPU: bf16 compute, paged 8-bit AdamW, memory and speed sanity.
 
 Run where CUDA is available (skipped elsewhere by tests/conftest.py). The Qwen3-4B-shaped
-throughput numbers come from bench/train.py; this checks the GPU code path is right.
+throughput numbers come from bench/train_speed.py; this checks the GPU code path is right.
 """
 
 from __future__ import annotations

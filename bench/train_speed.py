@@ -1,8 +1,8 @@
 """QLoRA training throughput on a Qwen3-4B-shaped model with the real SOS pairs.
 
 Usage:
-    python bench/train.py [--steps 300] [--data PATH] [--tokenizer DIR]   # CUDA GPU
-    python bench/train.py --tiny                                          # CPU smoke test
+    python bench/train_speed.py [--steps 300] [--data PATH] [--tokenizer DIR]   # CUDA GPU
+    python bench/train_speed.py --tiny                                          # CPU smoke test
 
 No Qwen3-4B weights exist offline, so the model is random-init with Qwen3-4B's exact shape
 (hidden 2560, 36 layers, 32 heads / 8 KV heads, head_dim 128, MLP 9728, vocab 151936, tied
@@ -28,35 +28,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# The script's own folder goes first on sys.path, and bench/llm.py would shadow the llm package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script: import the project from this tree
+
+from tests.tiny_models import QWEN3_4B, QWEN3_TINY, qwen3_config  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "sos-data" / "sos_qa_pairs.jsonl"
 RESULTS = ROOT / "bench" / "results" / "train.json"
-
-QWEN3_4B = {
-    "hidden_size": 2560,
-    "intermediate_size": 9728,
-    "num_hidden_layers": 36,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "max_position_embeddings": 40960,
-    "rope_theta": 1000000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-}
-TINY = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": True,
-}
 
 
 def tokenizer_path(arg: str | None) -> str:
@@ -70,17 +47,11 @@ def tokenizer_path(arg: str | None) -> str:
 def build_random_model(shape: dict[str, Any], tok_dir: str, out_dir: Path) -> float:
     """Save a random-init Qwen3 of ``shape`` (bf16 on a GPU) with the tokenizer; seconds taken."""
     import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+    from transformers import AutoTokenizer, Qwen3ForCausalLM
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    config = Qwen3Config(
-        vocab_size=151936 if shape is QWEN3_4B else len(tokenizer),
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-        **shape,
-    )
+    config = qwen3_config(shape, tokenizer)
     torch.manual_seed(0)
     if torch.cuda.is_available():
         with torch.device("cuda"):
@@ -128,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from training.model import resolve_compute_dtype
     from training.train import train
 
-    shape = TINY if args.tiny else QWEN3_4B
+    shape = QWEN3_TINY if args.tiny else QWEN3_4B
     tok_dir = tokenizer_path(args.tokenizer)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-train-"))
     model_dir = work / ("tiny-qwen3" if args.tiny else "qwen3-4b-shape")

@@ -1,14 +1,14 @@
 """How fast is the local SOS model under load? Time to first token, tokens/s, GPU memory.
 
 Usage:
-    python bench/llm.py                 # Qwen3-4B-shaped model, 4-bit NF4, on the GPU
-    python bench/llm.py --tiny          # the tiny test Qwen3 on the CPU (smoke test)
-    python bench/llm.py --sessions 1,8,32 --new-tokens 128 --variants base,lora
+    python bench/llm_speed.py                 # Qwen3-4B-shaped model, 4-bit NF4, on the GPU
+    python bench/llm_speed.py --tiny          # the tiny test Qwen3 on the CPU (smoke test)
+    python bench/llm_speed.py --sessions 1,8,32 --new-tokens 128 --variants base,lora
 
 The model has Qwen3-4B's exact shape (36 layers, hidden 2560, 32/8 heads of 128, MLP 9728,
 151,936-token vocabulary, tied embeddings) with random weights: the published weights are not
 needed to measure speed, which depends only on the shapes. It is saved in bf16 and loaded
-through the same :func:`llm.transformers_answerer.load_model` as production (bitsandbytes NF4,
+through the same :func:`llm.transformers.load_model` as production (bitsandbytes NF4,
 double quantization, bf16 compute). Variant ``lora`` adds a random r=8 LoRA adapter on all seven
 projections, unmerged (the default ``merge_adapter = false``), so its numbers are the shipped
 configuration's.
@@ -37,39 +37,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if __name__ == "__main__":
-    # This script is named llm.py: run as a script, its own folder (first on sys.path) would
-    # shadow the llm package. Put the repository root first instead.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() not in (HERE, ROOT)]
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: import the project from this tree
 
 from llm.chat_format import bundled_qwen_tokenizer_path, render_prompt  # noqa: E402
 from llm.config import LlmConfig  # noqa: E402
 from llm.prompt import system_prompt  # noqa: E402
-from llm.transformers_answerer import GenerationEngine, LoadedModel, load_model  # noqa: E402
+from llm.transformers import GenerationEngine, LoadedModel, load_model  # noqa: E402
+from tests.tiny_models import QWEN3_4B, qwen3_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "llm.json"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-# Qwen/Qwen3-4B's config.json, less the weights.
-QWEN3_4B = {
-    "vocab_size": 151936,
-    "hidden_size": 2560,
-    "intermediate_size": 9728,
-    "num_hidden_layers": 36,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "max_position_embeddings": 40960,
-    "rope_theta": 1000000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-    "bos_token_id": 151643,
-    "eos_token_id": 151645,
-    "pad_token_id": 151643,
-}
 
 _FACTS = (
     "Catalog facts. Tsunami Locations 2000 BCE to 2014: this dataset shows the locations of "
@@ -87,16 +65,17 @@ def build_qwen3_4b_shaped(out_dir: Path, device: str = "cuda") -> Path:
     Initialized on ``device`` (seconds on a GPU, minutes on a CPU); about 8 GB on disk.
     """
     import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+    from transformers import AutoTokenizer, Qwen3ForCausalLM
 
     if (out_dir / "config.json").is_file() and any(out_dir.glob("*.safetensors")):
         return out_dir  # built earlier in this run
     out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_qwen_tokenizer_path()))
     torch.manual_seed(0)
     with torch.device(device):
-        model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_4B)).to(torch.bfloat16)
+        model = Qwen3ForCausalLM(qwen3_config(QWEN3_4B, tokenizer)).to(torch.bfloat16)
     model.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(str(bundled_qwen_tokenizer_path())).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
     del model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()

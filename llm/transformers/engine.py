@@ -1,317 +1,38 @@
-"""The SOS model in this process: Qwen3 (+ the SOS LoRA) in 4-bit, continuously batched.
+"""Continuous batching: one model, one worker thread, many sessions decoded together.
 
-Three parts:
+:class:`GenerationEngine` owns the model on one worker thread and runs **continuous batching**:
+a step loop over a batch that shares one KV cache, where new requests are prefilled and merged
+into the batch between decode steps, and finished or cancelled ones are dropped from it (their
+KV rows freed) at once. Every session gets one token per step, so a long answer never holds up
+a short one; waiting requests are admitted first-come first-served.
 
-* :func:`load_model` loads the base model and adapter once per process (4-bit NF4 with double
-  quantization and bf16 compute, on the GPU when there is one; bitsandbytes >= 0.50 also runs it
-  on the CPU, which is how the tests exercise the real path).
-* :class:`GenerationEngine` owns the model on one worker thread and runs **continuous
-  batching**: a step loop over a batch that shares one KV cache, where new requests are
-  prefilled and merged into the batch between decode steps, and finished or cancelled ones are
-  dropped from it (their KV rows freed) at once. Every session gets one token per step, so a
-  long answer never holds up a short one; waiting requests are admitted first-come first-served.
-* :class:`TransformersAnswerer` is the :class:`llm.base.Answerer`: grounding, prompt, the
-  engine's token stream, ``<think>`` removal and the catalog link guard.
-
-The event loop never blocks: tokenization and retrieval run in ``asyncio.to_thread``, generation
-on the worker thread, and pieces come back with ``loop.call_soon_threadsafe``.
+The event loop never blocks: generation runs on the worker thread and pieces come back with
+``loop.call_soon_threadsafe``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import gc
-import inspect
 import itertools
 import logging
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llm.base import AnswerError, AnswerEvent, AnswerRequest
-from llm.chat_format import bundled_qwen_tokenizer_path, render_prompt
-from llm.prompt import build_messages, strip_think_stream, with_trimmed_history
+from llm.base import AnswerError
+from llm.chat_format import render_prompt
+from llm.transformers.request import Finished, Request, RequestStats
+from llm.transformers.tensors import ForwardStyle, left_pad, new_cache, sample
 
 if TYPE_CHECKING:
     import torch
 
-    from catalog.datasets import Catalog
-    from catalog.grounding import Grounding
-    from catalog.retrieval import Retriever
-    from llm.config import LlmConfig
+    from llm.transformers.loading import LoadedModel
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The base model or the adapter could not be loaded; the message names which and why."""
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready for generation, with what start-up logs and the benchmark report."""
-
-    model: Any
-    tokenizer: Any
-    device: str
-    quantized: bool
-    adapter: str
-    merged: bool
-    load_s: float
-    gpu_memory_bytes: int = 0
-    gpu_peak_bytes: int = 0
-    max_context: int = 32768
-
-    def describe(self) -> str:
-        parts = [getattr(self.model.config, "_name_or_path", "") or "model"]
-        if self.adapter:
-            parts.append(f"+ {self.adapter}{' (merged)' if self.merged else ''}")
-        parts.append("4-bit NF4" if self.quantized else "full precision")
-        parts.append(f"on {self.device}, loaded in {self.load_s:.1f} s")
-        if self.gpu_memory_bytes:
-            parts.append(f"{self.gpu_memory_bytes / 2**30:.2f} GiB GPU memory")
-        return ", ".join(parts)
-
-
-def bnb_4bit_config() -> Any:
-    """QLoRA's quantization: NF4, double quantization, bf16 compute (the SOS adapter's setup)."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
-
-
-def _load_base(path: str, device: str, quantize: bool) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    on_gpu = device.startswith("cuda")
-    kwargs: dict[str, Any] = {"device_map": {"": device}}
-    if quantize:
-        kwargs["quantization_config"] = bnb_4bit_config()
-        kwargs["dtype"] = torch.bfloat16
-    else:
-        kwargs["dtype"] = torch.bfloat16 if on_gpu else torch.float32
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, RuntimeError, ImportError) as exc:
-        raise ModelLoadError(f"cannot load the base model {path!r}: {exc}") from exc
-
-
-def _apply_adapter(model: Any, adapter: str) -> Any:
-    from peft import PeftModel
-
-    try:
-        return PeftModel.from_pretrained(model, adapter, is_trainable=False)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelLoadError(f"cannot load the LoRA adapter {adapter!r}: {exc}") from exc
-
-
-def load_tokenizer(cfg: LlmConfig) -> Any:
-    """The base model's tokenizer; else the adapter folder's; else the bundled Qwen3 one.
-
-    A merged or random-init model folder may hold weights only; the Qwen3 tokenizer (with its
-    chat template) is the same for every Qwen3 size, so the bundled copy is a safe fallback.
-    """
-    from transformers import AutoTokenizer
-
-    candidates = [cfg.base_model]
-    if cfg.adapter and (Path(cfg.adapter) / "tokenizer_config.json").is_file():
-        candidates.append(cfg.adapter)
-    errors = []
-    for source in candidates:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        except (OSError, ValueError) as exc:
-            errors.append(f"{source}: {exc}")
-            continue
-        # transformers 5 builds an empty tokenizer for a folder without tokenizer files.
-        if getattr(tokenizer, "chat_template", None) and len(tokenizer) > 1000:
-            return tokenizer
-        errors.append(f"{source}: no tokenizer with a chat template")
-    try:
-        path = bundled_qwen_tokenizer_path()
-    except FileNotFoundError as exc:
-        raise ModelLoadError("no tokenizer found: " + "; ".join([*errors, str(exc)])) from exc
-    log.info("no tokenizer with %s; using the bundled Qwen3 tokenizer", cfg.base_model)
-    return AutoTokenizer.from_pretrained(str(path))
-
-
-def load_model(cfg: LlmConfig, device: str | None = None) -> LoadedModel:
-    """Load ``cfg.base_model`` (+ ``cfg.adapter``) once, as configured.
-
-    * 4-bit, adapter not merged (the default): the adapter runs as LoRA layers over the NF4
-      base, exactly the QLoRA setup it was trained in.
-    * 4-bit and ``merge_adapter``: merging into NF4 weights would round the small LoRA delta
-      into the 4-bit grid (it largely vanishes). So the base is loaded in bf16, the adapter
-      merged there, the merged model written to a temporary folder and loaded again in 4-bit:
-      one rounding, of the merged weights. It costs a bf16 copy in memory and on disk once at
-      start-up.
-    * Full precision: load, apply, optionally ``merge_and_unload``.
-    * ``adapter = ""``: ``base_model`` is used as it is (e.g. a merged model folder).
-    """
-    import torch
-
-    device = device or default_device()
-    on_gpu = device.startswith("cuda")
-    start = time.perf_counter()
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device) if on_gpu else 0
-    tokenizer = load_tokenizer(cfg)
-    merged = bool(cfg.adapter) and cfg.merge_adapter
-    if merged and cfg.load_in_4bit:
-        model = _merge_then_quantize(cfg, device, tokenizer)
-    else:
-        model = _load_base(cfg.base_model, device, quantize=cfg.load_in_4bit)
-        if cfg.adapter:
-            model = _apply_adapter(model, cfg.adapter)
-            if merged:
-                model = model.merge_and_unload()
-    model.eval()
-    if on_gpu:
-        torch.cuda.synchronize(device)
-    loaded = LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        device=device,
-        quantized=cfg.load_in_4bit,
-        adapter=cfg.adapter,
-        merged=merged,
-        load_s=time.perf_counter() - start,
-        gpu_memory_bytes=(torch.cuda.memory_allocated(device) - before) if on_gpu else 0,
-        gpu_peak_bytes=torch.cuda.max_memory_allocated(device) if on_gpu else 0,
-        max_context=int(getattr(model.config, "max_position_embeddings", 32768) or 32768),
-    )
-    log.info("LLM loaded: %s", loaded.describe())
-    return loaded
-
-
-def _merge_then_quantize(cfg: LlmConfig, device: str, tokenizer: Any) -> Any:
-    import torch
-
-    with tempfile.TemporaryDirectory(prefix="sos-merged-") as tmp:
-        full = _load_base(cfg.base_model, device, quantize=False)
-        if device.startswith("cuda"):
-            full = full.to(torch.bfloat16)
-        merged = _apply_adapter(full, cfg.adapter).merge_and_unload()
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        del full, merged
-        gc.collect()
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-        return _load_base(tmp, device, quantize=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Continuous batching
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RequestStats:
-    """How one generation went: kept by the engine for logs, tests and the benchmark."""
-
-    request_id: int
-    prompt_tokens: int
-    generated_tokens: int
-    finish_reason: str  # "stop", "length", "cancelled", "error", "closed"
-    queued_s: float  # submit -> admitted into the batch
-    ttft_s: float | None  # submit -> first token sampled
-    total_s: float
-    error: str = ""
-
-
-@dataclass(eq=False)
-class _Request:
-    """One sequence's state. Only the worker thread touches it, except ``cancelled``."""
-
-    id: int
-    prompt_ids: list[int]
-    max_new_tokens: int
-    ignore_eos: bool
-    deliver: Callable[[object], None]
-    submitted: float = field(default_factory=time.perf_counter)
-    cancelled: bool = False
-    admitted: float | None = None
-    first_token: float | None = None
-    generated: list[int] = field(default_factory=list)
-    prefix_offset: int = 0
-    read_offset: int = 0
-
-
-@dataclass(frozen=True)
-class _Finished:
-    stats: RequestStats
-
-
-class _ForwardStyle:
-    """How this transformers version wants the KV cache passed (``cache`` since 5.2x)."""
-
-    def __init__(self, model: Any) -> None:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        params = inspect.signature(base.forward).parameters
-        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        self.logits_to_keep = "logits_to_keep" in params
-
-
-def _new_cache(model: Any) -> Any:
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=model.config)
-    except TypeError:
-        return DynamicCache()
-
-
-def _sample(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Next token per row: greedy at temperature 0, else temperature + nucleus sampling."""
-    import torch
-
-    if temperature <= 0.0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        choice = torch.multinomial(sorted_probs, 1)
-        return order.gather(-1, choice).squeeze(-1)
-    return torch.multinomial(probs, 1).squeeze(-1)
-
-
-def _left_pad(t: torch.Tensor, n: int) -> torch.Tensor:
-    """Pad dim 2 (sequence) of a [batch, heads, seq, dim] KV tensor with n zeros on the left."""
-    import torch
-
-    if n == 0:
-        return t
-    shape = list(t.shape)
-    shape[2] = n
-    return torch.cat([t.new_zeros(shape), t], dim=2)
 
 
 class GenerationEngine:
@@ -348,7 +69,7 @@ class GenerationEngine:
         self._model = loaded.model
         self._tokenizer = loaded.tokenizer
         self._device = torch.device(loaded.device)
-        self._style = _ForwardStyle(self._model)
+        self._style = ForwardStyle(self._model)
         self.max_batch = max_batch
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -363,10 +84,10 @@ class GenerationEngine:
         self._tokenizer_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._waiting: collections.deque[_Request] = collections.deque()
+        self._waiting: collections.deque[Request] = collections.deque()
         self._closed = False
         # Batch state: touched by the worker thread only.
-        self._rows: list[_Request] = []
+        self._rows: list[Request] = []
         self._cache: Any = None
         self._mask: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
@@ -416,7 +137,7 @@ class GenerationEngine:
         def deliver(item: object) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        req = _Request(
+        req = Request(
             id=next(self._ids),
             prompt_ids=list(prompt_ids),
             max_new_tokens=max_new_tokens or self.max_new_tokens,
@@ -442,7 +163,7 @@ class GenerationEngine:
                 first = False
                 if isinstance(item, str):
                     yield item
-                elif isinstance(item, _Finished):
+                elif isinstance(item, Finished):
                     done = True
                     return
                 elif isinstance(item, BaseException):
@@ -452,7 +173,7 @@ class GenerationEngine:
             if not done:
                 self.cancel(req)
 
-    def cancel(self, req: _Request) -> None:
+    def cancel(self, req: Request) -> None:
         """Mark ``req`` cancelled; the worker frees it before its next step."""
         with self._cond:
             req.cancelled = True
@@ -467,7 +188,7 @@ class GenerationEngine:
 
     # ---- worker thread ---------------------------------------------------------------------
 
-    def _submit(self, req: _Request) -> None:
+    def _submit(self, req: Request) -> None:
         limit = self.max_context - 1
         if not req.prompt_ids:
             raise AnswerError("empty prompt")
@@ -525,10 +246,10 @@ class GenerationEngine:
         for req in leftover:
             self._finish(req, "closed", AnswerError("the local model has been shut down"))
 
-    def _take_arrivals(self) -> list[_Request]:
+    def _take_arrivals(self) -> list[Request]:
         """Waiting requests that fit now, first come first served (called with the lock)."""
         room = self.max_batch - len(self._rows)
-        taken: list[_Request] = []
+        taken: list[Request] = []
         tokens = 0
         while self._waiting and len(taken) < room:
             req = self._waiting[0]
@@ -561,7 +282,7 @@ class GenerationEngine:
             kwargs["logits_to_keep"] = 1
         return self._model(**kwargs).logits[:, -1, :]
 
-    def _admit(self, reqs: list[_Request]) -> None:
+    def _admit(self, reqs: list[Request]) -> None:
         torch = self._torch
         now = time.perf_counter()
         for req in reqs:
@@ -577,7 +298,7 @@ class GenerationEngine:
                 log.warning("LLM request %d failed in prefill: %s", reqs[0].id, exc)
                 self._finish(reqs[0], "error", exc)
             return
-        tokens = _sample(logits, self.temperature, self.top_p)
+        tokens = sample(logits, self.temperature, self.top_p)
         token_list = tokens.tolist()
         keep: list[int] = []
         for i, req in enumerate(reqs):
@@ -592,7 +313,7 @@ class GenerationEngine:
         lengths = torch.tensor([len(reqs[i].prompt_ids) for i in keep], device=self._device)
         self._merge([reqs[i] for i in keep], cache, mask, lengths, tokens[index].to(self._device))
 
-    def _prefill(self, reqs: list[_Request]) -> tuple[Any, Any, Any]:
+    def _prefill(self, reqs: list[Request]) -> tuple[Any, Any, Any]:
         torch = self._torch
         width = max(len(r.prompt_ids) for r in reqs)
         ids = torch.full((len(reqs), width), self.pad_id, dtype=torch.long)
@@ -603,7 +324,7 @@ class GenerationEngine:
             mask[i, width - n :] = 1
         ids, mask = ids.to(self._device), mask.to(self._device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = _new_cache(self._model)
+        cache = new_cache(self._model)
         logits = self._forward(ids, mask, positions, cache)
         if len(reqs) > 1:  # pad slots hold junk (even NaN): zero them so merging is safe
             keep = mask.bool()[:, None, :, None]
@@ -612,9 +333,7 @@ class GenerationEngine:
                 layer.values = torch.where(keep, layer.values, 0)
         return logits, cache, mask
 
-    def _merge(
-        self, reqs: list[_Request], cache: Any, mask: Any, lengths: Any, tokens: Any
-    ) -> None:
+    def _merge(self, reqs: list[Request], cache: Any, mask: Any, lengths: Any, tokens: Any) -> None:
         torch = self._torch
         for req in reqs:
             self._admit_order[req.id] = next(self._ids)
@@ -627,10 +346,10 @@ class GenerationEngine:
         width = max(old_t, new_t)
         for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
             mine.keys = torch.cat(
-                [_left_pad(mine.keys, width - old_t), _left_pad(theirs.keys, width - new_t)]
+                [left_pad(mine.keys, width - old_t), left_pad(theirs.keys, width - new_t)]
             )
             mine.values = torch.cat(
-                [_left_pad(mine.values, width - old_t), _left_pad(theirs.values, width - new_t)]
+                [left_pad(mine.values, width - old_t), left_pad(theirs.values, width - new_t)]
             )
         pad_old = self._mask.new_zeros((self._mask.shape[0], width - old_t))
         pad_new = mask.new_zeros((mask.shape[0], width - new_t))
@@ -660,9 +379,9 @@ class GenerationEngine:
         self.steps += 1
         self._mask = mask
         self._positions = self._positions + 1
-        tokens = _sample(logits, self.temperature, self.top_p)
+        tokens = sample(logits, self.temperature, self.top_p)
         self._next = tokens
-        done: list[_Request] = []
+        done: list[Request] = []
         positions = self._positions.tolist()
         for req, token, pos in zip(self._rows, tokens.tolist(), positions, strict=True):
             if self._on_token(req, token, pos):
@@ -670,7 +389,7 @@ class GenerationEngine:
         if done:
             self._remove(done)
 
-    def _on_token(self, req: _Request, token: int, position: int) -> bool:
+    def _on_token(self, req: Request, token: int, position: int) -> bool:
         """Record and deliver one sampled token; True when the request is finished."""
         if req.first_token is None:
             req.first_token = time.perf_counter()
@@ -693,7 +412,7 @@ class GenerationEngine:
             return True
         return False
 
-    def _detokenize(self, req: _Request) -> str:
+    def _detokenize(self, req: Request) -> str:
         """New text since the last piece; held back while it ends in a partial UTF-8 char."""
         ids = req.generated
         with self._tokenizer_lock:
@@ -706,7 +425,7 @@ class GenerationEngine:
             return after[len(before) :]
         return ""
 
-    def _remove(self, reqs: list[_Request]) -> None:
+    def _remove(self, reqs: list[Request]) -> None:
         """Drop rows from the batch, freeing their KV slots, and trim shared left padding."""
         torch = self._torch
         gone = {r.id for r in reqs}
@@ -742,13 +461,13 @@ class GenerationEngine:
             gc.collect()
             self._torch.cuda.empty_cache()
 
-    def _deliver(self, req: _Request, item: object) -> None:
+    def _deliver(self, req: Request, item: object) -> None:
         try:
             req.deliver(item)
         except RuntimeError:  # the consumer's event loop is gone: nobody is listening
             req.cancelled = True
 
-    def _finish(self, req: _Request, reason: str, exc: BaseException | None = None) -> None:
+    def _finish(self, req: Request, reason: str, exc: BaseException | None = None) -> None:
         now = time.perf_counter()
         stats = RequestStats(
             request_id=req.id,
@@ -771,83 +490,4 @@ class GenerationEngine:
                 error = AnswerError(f"the model failed to answer: {type(exc).__name__}: {exc}")
             self._deliver(req, error)
         else:
-            self._deliver(req, _Finished(stats))
-
-
-# --------------------------------------------------------------------------------------------
-# The answerer
-# --------------------------------------------------------------------------------------------
-
-
-async def _aclose(stream: Any) -> None:
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            await close()
-
-
-class TransformersAnswerer:
-    """Answers from the local SOS model, shared by all sessions of the process.
-
-    Each answer: retrieve catalog entries (grounding), trim the session history to
-    ``cfg.history_tokens``, render the Qwen3 prompt with thinking off, stream tokens from the
-    shared :class:`GenerationEngine`, drop any ``<think>`` text, and let the grounding guard
-    turn "More information: URL" into a checked :class:`llm.base.Link`.
-    """
-
-    name = "transformers"
-
-    def __init__(
-        self,
-        cfg: LlmConfig,
-        catalog: Catalog,
-        retriever: Retriever,
-        loaded: LoadedModel,
-        *,
-        engine: GenerationEngine | None = None,
-    ) -> None:
-        self._cfg = cfg
-        self._catalog = catalog
-        self._retriever = retriever
-        self.loaded = loaded
-        self.engine = engine or GenerationEngine(
-            loaded,
-            max_batch=cfg.max_batch,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            first_token_timeout_s=cfg.timeout_s,
-        )
-
-    def prompt_ids(self, request: AnswerRequest, grounding: Grounding) -> list[int]:
-        """Token ids of the full prompt; AnswerError if it cannot fit the model's context."""
-        request = with_trimmed_history(request, self.engine.count_tokens, self._cfg.history_tokens)
-        ids = self.engine.encode(self.engine.render(build_messages(request, grounding)))
-        if len(ids) >= self.loaded.max_context:
-            raise AnswerError(
-                f"the question is too long: {len(ids)} tokens with its context, the model "
-                f"takes {self.loaded.max_context}"
-            )
-        return ids
-
-    async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
-        from catalog.grounding import build_grounding
-        from llm.link_guard import guard_stream
-
-        grounding = await asyncio.to_thread(
-            build_grounding, request, self._retriever, self._cfg.grounding_entries
-        )
-        ids = await asyncio.to_thread(self.prompt_ids, request, grounding)
-        raw = self.engine.generate(ids)
-        text = strip_think_stream(raw)
-        guarded = guard_stream(text, self._catalog, grounding)
-        try:
-            async for event in guarded:
-                yield event
-        finally:
-            await _aclose(guarded)
-            await _aclose(text)
-            await _aclose(raw)
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self.engine.close)
+            self._deliver(req, Finished(stats))

@@ -1,9 +1,9 @@
 """Where does the pause after a visitor's question go? The voice loop, stage by stage.
 
 Usage:
-    python bench/voice.py                          # 12 questions, offline default models
-    python bench/voice.py --questions 6 --repeat 2 --out /tmp/voice.json
-    python bench/voice.py --config gpu.toml        # other models (e.g. on the GPU machine)
+    python bench/voice_latency.py                          # 12 questions, offline default models
+    python bench/voice_latency.py --questions 6 --repeat 2 --out /tmp/voice.json
+    python bench/voice_latency.py --config gpu.toml        # other models (e.g. on the GPU machine)
 
 Spoken questions of different lengths (espeak-ng voices and the Piper voice, with silence
 around them) go through the real pipeline (:class:`voice.pipeline.Session` on the real
