@@ -1,10 +1,10 @@
-"""Which resampler should voice/audio use: its own streaming polyphase sinc, or soxr?
+"""Which resampler should voice/audio use: the polyphase sinc it had, or soxr (which it uses)?
 
 Usage: python bench/resample.py [--seconds S] [--repeat N] [--out PATH]
 
 Every candidate runs the conversions the product makes: a USB microphone (48 000 and 44 100 Hz)
 and a Realtime client (24 000 Hz) to the internal 16 kHz, and Piper's 22 050 Hz to a client's
-24 000 Hz. Measured per conversion:
+24 000 Hz and to a 48 000 Hz speaker. Measured per conversion:
 
 - **alias dB**: the loudest tone from above the lower Nyquist frequency (up to 95 % of the input
   Nyquist) left in the output, relative to the input tone (downsampling only: upsampling has no
@@ -18,11 +18,15 @@ and a Realtime client (24 000 Hz) to the internal 16 kHz, and Piper's 22 050 Hz 
   the output delivered so far trails the input delivered so far. This adds directly to the time
   the VAD needs to see the end of a turn or a barge-in.
 - **stream = one-shot**: the largest difference between random-sized chunks and one call.
+- **3 s clip ms**: one call on a 3 s clip (a Piper sentence), best of ``--repeat``: how long a
+  speaker's or a connection's ``write`` holds the event loop.
 - **CPU % / stream**: time to resample the conversion's input in 30 ms chunks, as a percentage
   of real time on one core (the best of ``--repeat`` runs; the machine is shared).
 
-soxr is the kept library (python-soxr, libsoxr) at each of its quality presets; "ours" is
-voice.audio.resample.Resampler. Writes bench/results/resample.json.
+soxr is the kept library (python-soxr, libsoxr) at each of its quality presets;
+voice/audio/resample.py uses HQ. The baseline is the streaming polyphase windowed sinc that
+voice/audio had before soxr replaced it, kept here (only here) so the comparison can be rerun.
+Writes bench/results/resample.json.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from math import ceil, gcd
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,16 +55,66 @@ from bench.common import (  # noqa: E402
     table,
     write_json,
 )
-from voice.audio.resample import Resampler  # noqa: E402
 
 RESULTS = RESULTS_DIR / "resample.json"
-CONVERSIONS = ((48000, 16000), (44100, 16000), (24000, 16000), (22050, 24000))
+CONVERSIONS = ((48000, 16000), (44100, 16000), (24000, 16000), (22050, 24000), (22050, 48000))
+CLIP_S = 3.0
 CHUNK_MS = 30
 
 
 class Stream(Protocol):
     def process(self, x: np.ndarray) -> np.ndarray: ...
     def flush(self) -> np.ndarray: ...
+
+
+class Polyphase:
+    """The streaming Kaiser-windowed sinc resampler voice/audio had before soxr (baseline)."""
+
+    _CHUNK = 4096
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        zeros, rolloff, beta = 24, 0.9, 8.6
+        g = gcd(from_rate, to_rate)
+        self.up, self.down = to_rate // g, from_rate // g
+        cutoff = 0.5 * min(1.0, self.up / self.down) * rolloff
+        self._half = max(1, ceil(zeros / (2.0 * cutoff)))
+        taps = np.arange(2 * self._half)
+        dist = (np.arange(self.up) / self.up)[:, None] + (self._half - 1 - taps)[None, :]
+        window = np.i0(beta * np.sqrt(np.clip(1.0 - (dist / self._half) ** 2, 0.0, 1.0)))
+        kernel = 2.0 * cutoff * np.sinc(2.0 * cutoff * dist) * window / np.i0(beta)
+        self._table = kernel / kernel.sum(axis=1, keepdims=True)
+        self._offsets = taps - (self._half - 1)
+        self._buf = np.zeros(self._half - 1)
+        self._buf_start = -(self._half - 1)
+        self._n_in = self._n_out = 0
+
+    def _produce(self, n_end: int) -> np.ndarray:
+        parts = []
+        for start in range(self._n_out, n_end, self._CHUNK):
+            ns = np.arange(start, min(start + self._CHUNK, n_end), dtype=np.int64)
+            pos = ns * self.down
+            centre, phase = pos // self.up, pos % self.up
+            idx = (centre - self._buf_start)[:, None] + self._offsets[None, :]
+            parts.append(np.einsum("ij,ij->i", self._buf[idx], self._table[phase]))
+        self._n_out = max(self._n_out, n_end)
+        keep_from = (self._n_out * self.down) // self.up - (self._half - 1)
+        if keep_from > self._buf_start:
+            self._buf = self._buf[keep_from - self._buf_start :]
+            self._buf_start = keep_from
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        self._buf = np.concatenate([self._buf, np.asarray(x, dtype=np.float64)])
+        self._n_in += len(x)
+        last_usable = self._n_in - 1 - self._half
+        if last_usable < 0:
+            return np.zeros(0)
+        return self._produce(((last_usable + 1) * self.up + self.down - 1) // self.down)
+
+    def flush(self) -> np.ndarray:
+        total = (self._n_in * self.up + self.down - 1) // self.down
+        self._buf = np.concatenate([self._buf, np.zeros(self._half + 1)])
+        return self._produce(total)
 
 
 class Soxr:
@@ -75,7 +130,7 @@ class Soxr:
 
 Factory = Callable[[int, int], Stream]
 CANDIDATES: dict[str, Factory] = {
-    "polyphase (ours)": Resampler,
+    "polyphase (before)": Polyphase,
     **{
         f"soxr {q}": (lambda a, b, q=q: Soxr(a, b, q))  # type: ignore[misc]
         for q in ("LQ", "MQ", "HQ", "VHQ")
@@ -155,6 +210,12 @@ def streaming(make: Factory, a: int, b: int, seconds: float, repeat: int) -> dic
             lags.append((n_in * b / a - n_out) / b * 1000)
         best = min(best, time.perf_counter() - t0)
     steady = lags[len(lags) // 4 :]
+    clip = x[: int(a * CLIP_S)]
+    clip_s = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        one_shot(make, clip, a, b)
+        clip_s = min(clip_s, time.perf_counter() - t0)
     whole = one_shot(make, x, a, b)
     s = make(a, b)
     parts, i = [], 0
@@ -171,6 +232,7 @@ def streaming(make: Factory, a: int, b: int, seconds: float, repeat: int) -> dic
         "stream_vs_one_shot_max_diff": same,
         "output_samples_per_input_second": len(whole) / seconds,
         "cpu_percent_of_realtime": 100 * best / seconds,
+        "clip_ms": 1000 * clip_s,
     }
 
 
@@ -198,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     fmt(r["flat_to_hz"] / 1000, 1),
                     f"{r['lag_ms_mean']:.1f} / {r['lag_ms_max']:.1f}",
                     "yes" if r["stream_vs_one_shot_max_diff"] < 1e-6 else "no",
+                    fmt(r["clip_ms"], 1),
                     fmt(r["cpu_percent_of_realtime"], 2),
                 ]
             )
@@ -211,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "flat to kHz",
         "lag ms mean / max",
         "stream = one-shot",
+        "3 s clip ms",
         "CPU % / stream",
     ]
     print(table(headers, rows))

@@ -1,25 +1,28 @@
-"""Sample-rate conversion, the only one in the program: a streaming polyphase windowed sinc.
+"""Sample-rate conversion, the only one in the program: libsoxr (python-soxr), streaming.
 
-Why not a simpler method: linear interpolation or decimation without a low-pass filter folds
+Why anti-aliased: linear interpolation or decimation without a low-pass filter folds
 everything above the new Nyquist frequency back into the speech band (a 44.1 kHz microphone
 picks up plenty of 8-20 kHz hiss), which hurts both the VAD and Whisper. Why streaming: a
 microphone and a WebSocket deliver short chunks, and resampling each on its own would put a
-click at every edge; :class:`Resampler` keeps the filter's history between calls.
+click at every edge; :class:`Resampler` keeps the filter's history between calls, and its
+output does not depend on how the input was cut (bit-exact, ``bench/resample.py``).
 
-Why our own and not soxr (a kept library, measured by ``bench/resample.py``): both are far below
-what PCM16 can represent (aliases -89 dB here, -131 dB soxr HQ; sweep SNR ~96 dB, soxr HQ 83 to
-135 dB), and soxr costs 15 to 30 times less CPU (0.1 % of a core per stream against 0.8 to 2.3 %).
-But chunk by chunk soxr holds back 21 ms of audio on average and up to 37 ms (its HQ filter's
-delay; LQ still 11/19 ms and far noisier), where this one holds back 1.6 ms. Every resampled
-input (a 48 kHz microphone, a 24 kHz Realtime client) would see the end of a turn and a barge-in
-that much later; on a low-latency exhibit the 2 % of a core is the cheaper price.
+Why soxr at its HQ preset, not the polyphase sinc this module used to be (both measured by
+``bench/resample.py``; numbers at load average ~11 on the shared 2-core box): HQ rejects aliases
+to -131 dB (ours -89 dB) and is flat to 7.4 kHz at 16 kHz (ours 6.6 kHz); it converts a 3 s
+Piper sentence in ~1 ms where ours took 28 ms (to 24 kHz) to 64 ms (to a 48 kHz speaker), time
+the event loop is held in a speaker's or a connection's ``write``, on the way to the first
+audio; and a live stream costs ~0.1 % of a core instead of 1-2.6 %. The price: chunk by chunk,
+HQ holds back 21 ms of output on average (37 ms at most) where ours held back 1.6 ms, so a
+resampled input (a 48 kHz microphone, a 24 kHz Realtime client) reaches the VAD that much later;
+16 kHz input is not resampled at all. LQ halves that lag but its pass band droops (sweep SNR
+36 dB); VHQ doubles it for nothing PCM16 can carry.
 """
 
 from __future__ import annotations
 
-from math import ceil, gcd
-
 import numpy as np
+import soxr
 
 from voice.audio.format import (
     SAMPLE_RATE,
@@ -28,105 +31,60 @@ from voice.audio.format import (
     to_float_mono,
 )
 
+QUALITY = "HQ"
+"""soxr's preset (20-bit precision, linear phase): see the module docstring for why."""
+
 
 class Resampler:
-    """Streaming polyphase windowed-sinc resampler for a rational rate ratio.
+    """Streaming mono float resampler from ``from_rate`` to ``to_rate`` (one soxr stream).
 
-    The Kaiser-windowed sinc has ``zeros`` zero crossings on each side and its cutoff at
-    ``rolloff`` times the lower Nyquist frequency. With the defaults the stop band (~ -80 dB)
-    starts at the lower Nyquist frequency, so nothing aliases audibly, and the pass band is flat
-    to ~80 % of it (6.4 kHz at 16 kHz, plenty for speech).
+    Feed chunks with :meth:`process`; :meth:`flush` ends the signal, releasing what the
+    filter still holds back; :meth:`reset` drops it (an unrelated signal follows).
     """
 
-    _CHUNK = 4096  # outputs computed per vectorized step: bounds memory for long inputs
-
-    def __init__(
-        self,
-        from_rate: int,
-        to_rate: int,
-        *,
-        zeros: int = 24,
-        rolloff: float = 0.9,
-        beta: float = 8.6,
-    ) -> None:
+    def __init__(self, from_rate: int, to_rate: int) -> None:
         if from_rate <= 0 or to_rate <= 0:
             raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
-        g = gcd(int(from_rate), int(to_rate))
-        self.up = int(to_rate) // g  # L: output samples per period
-        self.down = int(from_rate) // g  # M: input samples per period
-        cutoff = 0.5 * min(1.0, self.up / self.down) * rolloff  # cycles per input sample
-        self._half = max(1, ceil(zeros / (2.0 * cutoff)))  # filter half-width, input samples
-        taps = np.arange(2 * self._half)
-        # Row p holds the weights of inputs i-K+1 .. i+K for an output at time i + p/L.
-        dist = (np.arange(self.up) / self.up)[:, None] + (self._half - 1 - taps)[None, :]
-        window = np.i0(beta * np.sqrt(np.clip(1.0 - (dist / self._half) ** 2, 0.0, 1.0)))
-        table = 2.0 * cutoff * np.sinc(2.0 * cutoff * dist) * window / np.i0(beta)
-        self._table = table / table.sum(axis=1, keepdims=True)  # unity gain at DC
-        self._offsets = taps - (self._half - 1)
-        self.reset()
+        self.from_rate, self.to_rate = int(from_rate), int(to_rate)
+        self._stream = (
+            soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=QUALITY)
+            if from_rate != to_rate
+            else None
+        )
 
     def reset(self) -> None:
         """Forget all history (start a new, unrelated signal)."""
-        self._buf = np.zeros(self._half - 1, dtype=np.float64)  # zeros before the signal
-        self._buf_start = -(self._half - 1)  # absolute input index of _buf[0]
-        self._n_in = 0  # input samples received
-        self._n_out = 0  # output samples produced
-
-    def _produce(self, n_end: int) -> np.ndarray:
-        """Outputs ``_n_out .. n_end-1``; the buffer must hold the inputs they need."""
-        parts = []
-        for start in range(self._n_out, n_end, self._CHUNK):
-            ns = np.arange(start, min(start + self._CHUNK, n_end), dtype=np.int64)
-            pos = ns * self.down
-            centre, phase = pos // self.up, pos % self.up
-            idx = (centre - self._buf_start)[:, None] + self._offsets[None, :]
-            parts.append(np.einsum("ij,ij->i", self._buf[idx], self._table[phase]))
-        self._n_out = max(self._n_out, n_end)
-        keep_from = (self._n_out * self.down) // self.up - (self._half - 1)
-        if keep_from > self._buf_start:
-            self._buf = self._buf[keep_from - self._buf_start :]
-            self._buf_start = keep_from
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+        if self._stream is not None:
+            self._stream.clear()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        """Feed mono float samples; returns every output sample that is already determined.
+        """Feed mono float samples; returns (float32) the output that is already determined.
 
-        The output lags the input by the filter's half-width (a few ms), which :meth:`flush`
+        The output lags the input by the filter's delay (tens of ms at HQ), which :meth:`flush`
         releases at the end of the stream.
         """
-        x = np.asarray(samples, dtype=np.float64).reshape(-1)
-        if self.up == self.down:
-            self._n_in += len(x)
-            self._n_out += len(x)
+        x = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
+        if self._stream is None:
             return x.copy()
-        self._buf = np.concatenate([self._buf, x])
-        self._n_in += len(x)
-        last_usable = self._n_in - 1 - self._half  # the newest centre with a full window
-        if last_usable < 0:
-            return np.zeros(0, dtype=np.float64)
-        n_end = ((last_usable + 1) * self.up + self.down - 1) // self.down
-        return self._produce(n_end)
+        return self._stream.resample_chunk(x)
 
     def flush(self) -> np.ndarray:
-        """End of stream: the remaining outputs (zeros assumed after the signal), then reset.
+        """End of stream: the remaining outputs, then reset.
 
-        In total, ``ceil(n_in * to_rate / from_rate)`` samples come out, so a one-second input
+        In total, ``round(n_in * to_rate / from_rate)`` samples come out, so a one-second input
         gives exactly one second of output.
         """
-        if self.up == self.down:
-            self.reset()
-            return np.zeros(0, dtype=np.float64)
-        total = (self._n_in * self.up + self.down - 1) // self.down
-        self._buf = np.concatenate([self._buf, np.zeros(self._half + 1)])
-        out = self._produce(total)
-        self.reset()
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        out = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        self._stream.clear()
         return out
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """A whole mono float signal at another rate (float64; a copy when the rates match)."""
+    """A whole mono float signal at another rate (float32; a copy when the rates match)."""
     if from_rate == to_rate:
-        return np.array(samples, dtype=np.float64)
+        return np.array(samples, dtype=np.float32)
     resampler = Resampler(from_rate, to_rate)
     return np.concatenate([resampler.process(samples), resampler.flush()])
 
