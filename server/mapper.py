@@ -59,7 +59,6 @@ class _Response:
     binary: bool
     rate: int
     resampler: PcmStream | None = None
-    source_rate: int | None = None
     parts: list[str] = field(default_factory=list)
     link: dict[str, str] | None = None
 
@@ -264,9 +263,8 @@ class RealtimeMapper:
     def _resample(self, response: _Response, pcm: bytes, rate: int) -> bytes:
         if rate == response.rate:
             return pcm
-        if response.resampler is None or response.source_rate != rate:
+        if response.resampler is None or response.resampler.from_rate != rate:
             response.resampler = PcmStream(rate, response.rate)
-            response.source_rate = rate
         return response.resampler.convert(pcm)
 
     def _audio_messages(self, response: _Response, pcm: bytes) -> list[Outgoing]:

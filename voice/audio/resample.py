@@ -113,8 +113,7 @@ class PcmStream:
     """
 
     def __init__(self, from_rate: int, to_rate: int) -> None:
-        self.rate = from_rate
-        self.to_rate = to_rate
+        self.from_rate = from_rate
         self._resampler = Resampler(from_rate, to_rate) if from_rate != to_rate else None
 
     def convert(self, pcm: bytes) -> bytes:
