@@ -2,9 +2,10 @@
 PCM16 <-> float converter.
 
 Everything downstream (VAD, Whisper, the WebSocket protocol) speaks one format: 16 kHz mono
-signed 16-bit little-endian PCM (:data:`SAMPLE_RATE`, :data:`INTERNAL`). Audio from elsewhere
-(a WAV file, a sound card) carries an :class:`AudioFormat` next to its bytes in an
-:class:`AudioChunk`, as rhasspy's wyoming does, so nobody has to guess what a buffer holds.
+signed 16-bit little-endian PCM (:data:`SAMPLE_RATE`). Audio in any other format (a WAV
+file's data) carries an :class:`AudioFormat` next to its bytes in an :class:`AudioChunk`, as
+rhasspy's wyoming does, so nobody has to guess what a buffer holds, and a format no real audio
+has is refused in one place (:meth:`AudioFormat.check`).
 
 Why one converter here: PCM16 <-> float was written four times (audio, the WebSocket
 connection, the Realtime mapper, speech-to-text), each with its own scale and rounding; a
@@ -23,7 +24,7 @@ SAMPLE_RATE = 16000
 MIN_RATE = 8000
 MAX_RATE = 192000
 """Rates a real recording can have: telephone (8 kHz) to studio (192 kHz). A header that
-claims 4 GHz is broken (or hostile): resampling from it would allocate gigabytes."""
+claims 4 GHz is broken (or hostile), not audio to resample."""
 MAX_CHANNELS = 32
 """More than any recorder writes, far fewer than a broken 16-bit field can claim."""
 
@@ -67,10 +68,6 @@ class AudioFormat:
         return self.width * self.channels
 
 
-INTERNAL = AudioFormat(SAMPLE_RATE)
-"""16 kHz mono PCM16."""
-
-
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
     """Audio bytes with the format that says how to read them."""
@@ -82,10 +79,6 @@ class AudioChunk:
     def frames(self) -> int:
         """Whole sample frames in the chunk (a trailing partial frame is ignored)."""
         return len(self.audio) // self.format.frame_size
-
-    @property
-    def seconds(self) -> float:
-        return self.frames / self.format.rate
 
     def samples(self) -> np.ndarray:
         """The samples as ``(frames, channels)`` in their own numeric type (24-bit as int32)."""
