@@ -8,15 +8,15 @@ click at every edge; :class:`Resampler` keeps the filter's history between calls
 output does not depend on how the input was cut (bit-exact, ``bench/resample.py``).
 
 Why soxr at its HQ preset, not the polyphase sinc this module used to be (both measured by
-``bench/resample.py``; numbers at load average ~11 on the shared 2-core box): HQ rejects aliases
+``bench/resample.py`` on the shared 2-core box, at load averages 5 and 11): HQ rejects aliases
 to -131 dB (ours -89 dB) and is flat to 7.4 kHz at 16 kHz (ours 6.6 kHz); it converts a 3 s
-Piper sentence in ~1 ms where ours took 28 ms (to 24 kHz) to 64 ms (to a 48 kHz speaker), time
-the event loop is held in a speaker's or a connection's ``write``, on the way to the first
-audio; and a live stream costs ~0.1 % of a core instead of 1-2.6 %. The price: chunk by chunk,
-HQ holds back 21 ms of output on average (37 ms at most) where ours held back 1.6 ms, so a
-resampled input (a 48 kHz microphone, a 24 kHz Realtime client) reaches the VAD that much later;
-16 kHz input is not resampled at all. LQ halves that lag but its pass band droops (sweep SNR
-36 dB); VHQ doubles it for nothing PCM16 can carry.
+Piper sentence in about 1 ms where ours took 10 to 28 ms (to 24 kHz) and 20 to 64 ms (to a
+48 kHz speaker): time the event loop is held in a speaker's or a connection's ``write``, on the
+way to the first audio. A live stream costs ~0.03 % of a core instead of 0.3 to 2.6 %. The
+price: chunk by chunk, HQ holds back 21 ms of output on average (37 ms at most) where ours held
+back 1.6 ms, so a resampled input (a 48 kHz microphone, a 24 kHz Realtime client) reaches the
+VAD that much later; 16 kHz input is not resampled at all. LQ halves that lag but its pass band
+droops (sweep SNR 36 dB); VHQ doubles it for nothing PCM16 can carry.
 """
 
 from __future__ import annotations
