@@ -60,7 +60,10 @@ from bench.common import (
 from cli.config import Config, load_config
 from llm.base import AnswerRequest, TextDelta
 from tests.speech import espeak_wav, speech_bounds_ms, write_pcm16
-from voice.audio import SAMPLE_RATE, WavSource, frame_bytes, resample_pcm16
+from voice.audio.format import SAMPLE_RATE
+from voice.audio.framing import frame_bytes
+from voice.audio.resample import resample_pcm16
+from voice.audio.wav import WavSource
 from voice.events import (
     ErrorEvent,
     Event,

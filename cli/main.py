@@ -22,14 +22,10 @@ from catalog.datasets import Catalog, CatalogError
 from cli.config import Config, load_config
 from cli.console import ConsoleView
 from settings import ConfigError
-from voice.audio import (
-    AudioDeviceError,
-    AudioSink,
-    MicrophoneSource,
-    SpeakerSink,
-    WavSink,
-    WavSource,
-)
+from voice.audio.devices import AudioDeviceError
+from voice.audio.microphone import MicrophoneSource
+from voice.audio.speaker import AudioSink, SpeakerSink
+from voice.audio.wav import WavSink, WavSource
 
 if TYPE_CHECKING:
     from voice.exhibit import Exhibit
@@ -185,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.list_devices:
-            from voice.audio import list_devices
+            from voice.audio.devices import list_devices
 
             print(list_devices())
             return 0

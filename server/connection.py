@@ -16,7 +16,6 @@ import dataclasses
 import logging
 from typing import Any
 
-import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -50,7 +49,8 @@ from server.protocol import (
     threshold_to_aggressiveness,
 )
 from server.sendqueue import SendQueue
-from voice.audio import SAMPLE_RATE, Resampler
+from voice.audio.format import SAMPLE_RATE
+from voice.audio.resample import PcmStream
 from voice.events import (
     ErrorEvent,
     Event,
@@ -72,31 +72,6 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013  # server full
 CLOSE_TIMEOUT_S = 3.0
-
-
-class _InputStream:
-    """Client audio at any rate -> 16 kHz PCM16 for the Session, resampled without clicks."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self._resampler = Resampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
-
-    def convert(self, pcm: bytes) -> bytes:
-        if self._resampler is None:
-            return pcm
-        x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
-        return _to_pcm16(self._resampler.process(x))
-
-    def flush(self) -> bytes:
-        return b"" if self._resampler is None else _to_pcm16(self._resampler.flush())
-
-    def reset(self) -> None:
-        if self._resampler is not None:
-            self._resampler.reset()
-
-
-def _to_pcm16(x: np.ndarray) -> bytes:
-    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 class Connection:
@@ -143,8 +118,8 @@ class Connection:
         self.mapper = RealtimeMapper(lambda: self.wire)
         self.queue = SendQueue(settings.send_queue_bytes)
         self._inputs = {
-            "json": _InputStream(self.wire.input_audio_sample_rate),
-            "binary": _InputStream(self.wire.binary_input_sample_rate),
+            "json": PcmStream(self.wire.input_audio_sample_rate, SAMPLE_RATE),
+            "binary": PcmStream(self.wire.binary_input_sample_rate, SAMPLE_RATE),
         }
         self._loop = asyncio.get_running_loop()
         self._last_activity = self._loop.time()
@@ -386,9 +361,9 @@ class Connection:
         # The effective dataset: this headset's own, else the installation's (null = follow it).
         new = dataclasses.replace(new, showing_entry=_showing_pair(self.session.showing))
         if new.input_audio_sample_rate != self.wire.input_audio_sample_rate:
-            self._inputs["json"] = _InputStream(new.input_audio_sample_rate)
+            self._inputs["json"] = PcmStream(new.input_audio_sample_rate, SAMPLE_RATE)
         if new.binary_input_sample_rate != self.wire.binary_input_sample_rate:
-            self._inputs["binary"] = _InputStream(new.binary_input_sample_rate)
+            self._inputs["binary"] = PcmStream(new.binary_input_sample_rate, SAMPLE_RATE)
         self.wire = new
         self._put_event({"type": "session.updated", "session": new.to_wire()})
 

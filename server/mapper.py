@@ -14,10 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from server.protocol import WireSession, dumps, error_event, new_id
-from voice.audio import Resampler
+from voice.audio.resample import PcmStream
 from voice.events import (
     ErrorEvent,
     Event,
@@ -60,18 +58,9 @@ class _Response:
     modality: str  # "audio" or "text": which delta events carry the text
     binary: bool
     rate: int
-    resampler: Resampler | None = None
-    source_rate: int | None = None
+    resampler: PcmStream | None = None
     parts: list[str] = field(default_factory=list)
     link: dict[str, str] | None = None
-
-
-def _pcm16_to_float(pcm: bytes) -> np.ndarray:
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
-
-
-def _float_to_pcm16(samples: np.ndarray) -> bytes:
-    return np.clip(np.rint(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 class RealtimeMapper:
@@ -274,10 +263,9 @@ class RealtimeMapper:
     def _resample(self, response: _Response, pcm: bytes, rate: int) -> bytes:
         if rate == response.rate:
             return pcm
-        if response.resampler is None or response.source_rate != rate:
-            response.resampler = Resampler(rate, response.rate)
-            response.source_rate = rate
-        return _float_to_pcm16(response.resampler.process(_pcm16_to_float(pcm)))
+        if response.resampler is None or response.resampler.from_rate != rate:
+            response.resampler = PcmStream(rate, response.rate)
+        return response.resampler.convert(pcm)
 
     def _audio_messages(self, response: _Response, pcm: bytes) -> list[Outgoing]:
         step = max(2, int(response.rate * AUDIO_CHUNK_S) * 2)
@@ -307,7 +295,7 @@ class RealtimeMapper:
         rid = response.id
         out: list[Outgoing] = []
         if event.status == "completed" and response.resampler is not None:
-            tail = _float_to_pcm16(response.resampler.flush())
+            tail = response.resampler.flush()
             out.extend(self._audio_messages(response, tail))
         text = event.text or "".join(response.parts).strip()
         where = self._where(response)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import struct
 import subprocess
 import sys
 import wave
@@ -18,21 +19,13 @@ import numpy as np
 import pytest
 
 from tests.speech import espeak_wav, read_pcm16, speech_bounds_ms, write_pcm16
-from voice.audio import (
-    SAMPLE_RATE,
-    AudioDeviceError,
-    Framer,
-    MicrophoneSource,
-    Resampler,
-    SpeakerSink,
-    WavSink,
-    WavSource,
-    list_devices,
-    read_wav,
-    resample_pcm16,
-    resolve_device,
-    to_pcm16_mono,
-)
+from voice.audio.devices import AudioDeviceError, list_devices, resolve_device
+from voice.audio.format import SAMPLE_RATE, AudioFormat
+from voice.audio.framing import Framer
+from voice.audio.microphone import MicrophoneSource
+from voice.audio.resample import Resampler, resample_pcm16, to_pcm16_mono
+from voice.audio.speaker import SpeakerSink
+from voice.audio.wav import WavSink, WavSource, read_wav
 
 QUESTION = "What causes a tsunami?"
 
@@ -118,7 +111,7 @@ def test_resample_pcm16_round_trip_on_speech(tmp_path: Path) -> None:
     assert len(back) == len(pcm)
     a, b = as_float(pcm), as_float(back)
     snr = 10 * math.log10(np.sum(a**2) / np.sum((a - b) ** 2))
-    assert snr > 20  # only what is above the 6.4-8 kHz transition band is lost
+    assert snr > 20  # only what is above the pass band (7.4 kHz at 16 kHz) is lost
     assert resample_pcm16(pcm, rate, rate) == pcm
     with pytest.raises(ValueError, match="even number of bytes"):
         resample_pcm16(b"\x00\x01\x02", 16000, 8000)
@@ -263,6 +256,62 @@ def test_bad_wav_files_give_clear_errors(tmp_path: Path, content: bytes, message
     assert "broken.wav" in str(err.value)
 
 
+def wav_with_header(tag: int, channels: int, rate: int, bits: int) -> bytes:
+    """A WAV file whose fmt chunk says exactly this, whatever it means, and 0.1 s of data."""
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, 0, 0, bits)
+    data = bytes(3200)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("tag", "channels", "rate", "bits", "message"),
+    [
+        (1, 1, 4_000_000_000, 16, "impossible sample rate 4000000000 Hz"),
+        (1, 1, 1000, 16, "impossible sample rate 1000 Hz"),
+        (1, 1, 400_000, 16, "impossible sample rate 400000 Hz"),
+        (1, 0, 16000, 16, "impossible channel count 0"),
+        (1, 65535, 16000, 16, "impossible channel count 65535"),
+        (1, 1, 16000, 12, "unsupported WAV encoding: integer PCM, 12-bit"),
+        (1, 1, 16000, 0, "unsupported sample encoding: integer PCM, 0-bit"),
+        (1, 1, 16000, 64, "unsupported sample encoding: integer PCM, 64-bit"),
+        (3, 1, 16000, 16, "unsupported sample encoding: float, 16-bit"),
+    ],
+    ids=[
+        "4GHz",
+        "1kHz",
+        "400kHz",
+        "no-channels",
+        "65535-channels",
+        "12-bit",
+        "0-bit",
+        "int64",
+        "float16",
+    ],
+)
+def test_impossible_wav_formats_are_rejected(
+    tmp_path: Path, tag: int, channels: int, rate: int, bits: int, message: str
+) -> None:
+    """A header no recording has is an error naming the file, before anything is resampled
+    (a 4 GHz rate would otherwise build a resampling filter of millions of taps)."""
+    path = tmp_path / "absurd.wav"
+    path.write_bytes(wav_with_header(tag, channels, rate, bits))
+    with pytest.raises(ValueError, match=message) as err:
+        read_wav(path)
+    assert "absurd.wav" in str(err.value)
+    with pytest.raises(ValueError, match=message):
+        WavSource(path)
+
+
+def test_extreme_but_real_wav_rates_are_read(tmp_path: Path) -> None:
+    for rate in (8000, 192000):
+        path = tmp_path / f"r{rate}.wav"
+        path.write_bytes(wav_with_header(1, 2, rate, 16))
+        assert read_wav(path).format == AudioFormat(rate, 2, 2)
+        assert WavSource(path).pcm == bytes(2 * round(800 * 16000 / rate))
+
+
 def test_missing_and_unsupported_wav_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"nothing\.wav: cannot read"):
         WavSource(tmp_path / "nothing.wav")
@@ -327,8 +376,9 @@ async def test_wav_sink_without_audio_writes_an_empty_wav(tmp_path: Path) -> Non
 
 def test_write_helpers_agree_with_reader(tmp_path: Path) -> None:
     pcm = to_pcm16_mono(tone(200, 16000, 0.1), 16000)
-    samples, rate = read_wav(write_pcm16(tmp_path / "t.wav", pcm, 16000))
-    assert rate == 16000 and samples.shape == (1600, 1)
+    chunk = read_wav(write_pcm16(tmp_path / "t.wav", pcm, 16000))
+    samples = chunk.samples()
+    assert chunk.format == AudioFormat(16000, 2, 1) and samples.shape == (1600, 1)
     assert samples[:, 0].astype("<i2").tobytes() == pcm
 
 
@@ -381,7 +431,7 @@ def test_without_portaudio_errors_are_clear(tmp_path: Path) -> None:
         "        if name == 'sounddevice':\n"
         "            raise OSError('PortAudio library not found')\n"
         "sys.meta_path.insert(0, NoPortAudio())\n"
-        "from voice.audio import AudioDeviceError, list_devices, resolve_device\n"
+        "from voice.audio.devices import AudioDeviceError, list_devices, resolve_device\n"
         "print(list_devices())\n"
         "try:\n"
         "    resolve_device('', 'input')\n"

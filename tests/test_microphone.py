@@ -29,13 +29,9 @@ import numpy as np
 import pytest
 
 from tests.speech import espeak_wav, read_pcm16, speech_bounds_ms
-from voice.audio import (
-    AudioDeviceError,
-    MicrophoneSource,
-    SpeakerSink,
-    list_devices,
-    resolve_device,
-)
+from voice.audio.devices import AudioDeviceError, list_devices, resolve_device
+from voice.audio.microphone import MicrophoneSource
+from voice.audio.speaker import SpeakerSink
 from voice.config import VadConfig
 from voice.events import SpeechStarted, SpeechStopped
 from voice.vad import Endpointer

@@ -17,9 +17,9 @@ from voice.stt import (
     SttError,
     Transcriber,
     bundled_model_path,
-    pcm16_to_float,
     resolve_model,
     sos_vocabulary,
+    whisper_input,
 )
 
 pytestmark = pytest.mark.slow
@@ -91,10 +91,10 @@ def test_piper_tsunamis_needs_the_sos_vocabulary(transcriber: Transcriber, piper
 
 def test_other_sample_rates_are_resampled(transcriber: Transcriber, spoken) -> None:
     question = QUESTIONS[0][0]
-    audio = pcm16_to_float(spoken[question])
+    audio = whisper_input(spoken[question])
     x48 = np.interp(np.arange(len(audio) * 3) / 3, np.arange(len(audio)), audio)
     pcm48 = (x48 * 32767).astype("<i2").tobytes()
-    assert len(pcm16_to_float(pcm48, 48000)) == len(audio)
+    assert len(whisper_input(pcm48, 48000)) == len(audio)
     assert heard(["tsunami"], transcriber.transcribe(pcm48, 48000))
 
 

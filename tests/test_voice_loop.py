@@ -18,7 +18,8 @@ import pytest
 
 from catalog.datasets import Catalog
 from tests.speech import concat_wavs, espeak_wav, read_pcm16, speech_bounds_ms, write_pcm16
-from voice.audio import WavSource, resample_pcm16
+from voice.audio.resample import resample_pcm16
+from voice.audio.wav import WavSource
 from voice.events import (
     Event,
     ResponseAudio,

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 from catalog.datasets import CatalogEntry
 from llm.base import AnswerRequest, Audience, ChatMessage, Link, TextDelta
-from voice.audio import SAMPLE_RATE, AudioSink, Framer
+from voice.audio.format import SAMPLE_RATE
+from voice.audio.framing import Framer
+from voice.audio.speaker import AudioSink
 from voice.config import VadConfig
 from voice.events import (
     ErrorEvent,

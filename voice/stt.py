@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from catalog.datasets import Catalog
+from voice.audio.format import SAMPLE_RATE, pcm16_to_float
+from voice.audio.resample import resample
 from voice.config import SttConfig
 
 if TYPE_CHECKING:
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 VOCABULARY_LEAD = "Science On a Sphere: "
 DEFAULT_VOCABULARY_CHARS = 240
 # Words visitors say about SOS topics that tiny.en mishears ("air soles", "two nummies"). They go
@@ -230,15 +231,12 @@ def _catalog_spelling(term: str, prose: str) -> str | None:
     return term
 
 
-def pcm16_to_float(pcm16: bytes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono PCM16 bytes -> float32 in [-1, 1] at 16 kHz (linear resampling if needed)."""
-    if len(pcm16) % 2:
-        raise ValueError("PCM16 audio must have an even number of bytes")
-    audio = np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
+def whisper_input(pcm16: bytes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono PCM16 bytes at any rate as what Whisper takes: float32 in [-1, 1] at 16 kHz
+    (resampled with the program's one anti-aliased resampler)."""
+    audio = pcm16_to_float(pcm16)
     if sample_rate != SAMPLE_RATE and audio.size:
-        n_out = round(audio.size * SAMPLE_RATE / sample_rate)
-        x_out = np.arange(n_out, dtype=np.float64) * (sample_rate / SAMPLE_RATE)
-        audio = np.interp(x_out, np.arange(audio.size), audio).astype(np.float32)
+        audio = resample(audio, sample_rate, SAMPLE_RATE).astype(np.float32)
     return audio
 
 
@@ -355,7 +353,7 @@ class Transcriber:
         Blocking (run it in an executor). ``prompt`` is extra context for this call only, such
         as the title of the dataset on the sphere.
         """
-        audio = pcm16_to_float(pcm16, sample_rate)
+        audio = whisper_input(pcm16, sample_rate)
         if audio.size < SAMPLE_RATE // 10 or _rms_dbfs(audio) < _SILENCE_DBFS:
             return ""
         budget = _MIN_NEW_TOKENS + int(_TOKENS_PER_SECOND * audio.size / SAMPLE_RATE)

@@ -28,10 +28,10 @@ from collections import deque
 import numpy as np
 import webrtcvad
 
+from voice.audio.format import SAMPLE_RATE
+from voice.audio.framing import frame_bytes
 from voice.config import VadConfig
 from voice.events import SpeechStarted, SpeechStopped
-
-SAMPLE_RATE = 16000
 
 TRAILING_KEEP_MS = 150
 """Silence kept after the last voiced frame in a turn's audio (Whisper likes a little)."""
@@ -95,12 +95,6 @@ class NoiseFloor:
         self._levels.append(level)
         self._cached = None
 
-    @property
-    def reference_dbfs(self) -> float | None:
-        """The room's level as judged now (None until anything has been heard)."""
-        ref = self._reference()
-        return None if ref is None else ref[0]
-
     def _reference(self) -> tuple[float, float] | None:
         if self._cached is None and self._levels and self._envelope is not None:
             levels = sorted(self._levels)  # ~70-200 values: cheaper than np.percentile
@@ -141,7 +135,7 @@ class Endpointer:
         cfg.validate()
         self.cfg = cfg
         self.frame_ms = frame_ms
-        self.frame_bytes = SAMPLE_RATE * frame_ms // 1000 * 2
+        self.frame_bytes = frame_bytes(frame_ms)
         self._vad = webrtcvad.Vad(cfg.aggressiveness)
         self._preroll_frames = math.ceil(cfg.preroll_ms / frame_ms)
         self._end_frames = max(1, math.ceil(cfg.end_silence_ms / frame_ms))
@@ -161,11 +155,6 @@ class Endpointer:
     def position_ms(self) -> int:
         """How much audio has been processed, in ms."""
         return self._index * self.frame_ms
-
-    @property
-    def noise_floor_dbfs(self) -> float | None:
-        """The current estimate of the room's level (None before the first frame)."""
-        return self._noise.reference_dbfs
 
     def reset(self) -> None:
         """Forget any turn in progress and the pre-roll (e.g. after the input was cleared)."""

@@ -19,7 +19,9 @@ import pytest
 from tests.reliability.conftest import Recorder, eventually
 from tests.speech import espeak_wav
 from tests.test_microphone import SINK, VirtualAudio
-from voice.audio import AudioDeviceError, MicrophoneSource, SpeakerSink
+from voice.audio.devices import AudioDeviceError
+from voice.audio.microphone import MicrophoneSource
+from voice.audio.speaker import SpeakerSink
 from voice.events import ErrorEvent, ResponseAudio, ResponseDone, TranscriptReady
 from voice.pipeline import Session
 from voice.services import Services
