@@ -12,9 +12,10 @@ import base64
 import binascii
 import dataclasses
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from voice.events import new_id
 
 ErrorType = Literal["invalid_request_error", "server_error"]
 
@@ -80,11 +81,6 @@ UNSUPPORTED_EVENTS = frozenset(
         "transcription_session.update",
     }
 )
-
-
-def new_id(prefix: str) -> str:
-    """A Realtime-style id (``event_…``, ``item_…``); random, so no counter state is shared."""
-    return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
 class ProtocolError(Exception):
