@@ -118,7 +118,7 @@ class Session:
         self._continuing = False  # the open turn continues one cut at vad.max_turn_s
         # (turn audio, its transcription) started while the end-of-turn silence runs.
         self._early: tuple[bytes, asyncio.Future[str]] | None = None
-        self.stats = {"early_stt_used": 0, "early_stt_discarded": 0, "early_stt_skipped": 0}
+        self.stats = {"early_stt_used": 0, "early_stt_discarded": 0}
         self._turns = TurnQueue(
             services, emit, self._answer_request, output=output, session_id=self.id
         )
@@ -321,16 +321,15 @@ class Session:
 
         The end-of-turn silence (``vad.end_silence_ms``) is dead time for the visitor; running
         Whisper inside it instead of after it takes most of the transcription off the critical
-        path. If the visitor goes on talking, the result is simply not used. At most one runs
-        per session: a visitor pausing often must not queue transcriptions nobody awaits.
+        path. If the visitor goes on talking, the result is simply not used, and one not yet
+        started is withdrawn: a visitor pausing often must not queue transcriptions nobody
+        awaits in front of the other sessions' turns.
         """
         audio = self._vad.early_audio()
         if audio is None:
             return
         if self._early is not None:
-            if not self._early[1].done():
-                self.stats["early_stt_skipped"] += 1
-                return
+            self._early[1].cancel()  # frees its place in the executor if it has not started
             self.stats["early_stt_discarded"] += 1
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
