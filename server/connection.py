@@ -121,13 +121,23 @@ class TokenBucket:
         self._at = time.monotonic()
 
     def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
+        """Spend one token; False when there is none (the event is to be dropped)."""
+        self._refill()
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0
         return True
+
+    @property
+    def full(self) -> bool:
+        """The client has kept under the rate long enough to have its whole burst back."""
+        self._refill()
+        return self._tokens >= self.burst - 1
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
 
 
 class Connection:
@@ -267,10 +277,12 @@ class Connection:
             return
 
     def _admit(self) -> bool:
-        """The rate limit: False (the message is dropped) past the connection's bucket; the
-        client hears it once per episode, so the error replies cannot become a flood too."""
-        if self._bucket.take():
+        """The rate limit: False (the message is dropped) past the connection's bucket. The
+        client hears it once per flood (again only after it has calmed down and its burst is
+        back), so the error replies cannot become a flood too."""
+        if self._rate_limited and self._bucket.full:
             self._rate_limited = False
+        if self._bucket.take():
             return True
         if not self._rate_limited:
             self._rate_limited = True
