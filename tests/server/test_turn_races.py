@@ -9,6 +9,7 @@ silent audio) does not keep its session slot past the idle timeout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.server.conftest import (
     ask,
     client,
     next_event,
+    session_of,
     typed_client,
     until,
 )
@@ -150,3 +152,17 @@ async def test_chatter_without_speech_does_not_keep_the_session(
                         break
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     assert "idle" in closed.value.rcvd.reason
+
+
+async def test_half_duplex_from_the_config_reaches_every_session(
+    start_server: StartServer, services: Any
+) -> None:
+    """``[pipeline] half_duplex`` was read but never given to a connection's Session."""
+    pipeline = dataclasses.replace(services.config.pipeline, half_duplex=True)
+    half = dataclasses.replace(
+        services, config=dataclasses.replace(services.config, pipeline=pipeline)
+    )
+    server = await start_server(half.config, half)
+    async with client(server) as ws:
+        created = await next_event(ws)
+        assert session_of(server, created["session"]["id"]).settings.half_duplex is True
