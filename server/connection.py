@@ -42,19 +42,21 @@ from server.protocol import (
     ProtocolError,
     ResponseCancel,
     ResponseCreate,
-    SessionPatch,
     SessionUpdate,
-    TurnDetection,
-    WireSession,
-    aggressiveness_to_threshold,
     check_pcm16,
     dumps,
     error_from,
     parse_client_event,
+)
+from server.sendqueue import SendQueue
+from server.wire_session import (
+    SessionPatch,
+    TurnDetection,
+    WireSession,
+    aggressiveness_to_threshold,
     parse_session_update,
     threshold_to_aggressiveness,
 )
-from server.sendqueue import SendQueue
 from voice.audio import SAMPLE_RATE, Resampler
 from voice.events import (
     ErrorEvent,

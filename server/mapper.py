@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from server.protocol import ErrorType, WireSession, dumps, error_event
+from server.protocol import ErrorType, dumps, error_event
+from server.wire_session import WireSession
 from voice.audio import Resampler
 from voice.events import (
     ErrorEvent,

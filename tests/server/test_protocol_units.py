@@ -13,16 +13,10 @@ from server.config import ServerConfig, is_loopback
 from server.http import static_path
 from server.mapper import Outgoing, RealtimeMapper
 from server.metrics import Metrics, percentile
-from server.protocol import (
-    AudioAppend,
-    ItemCreate,
-    ProtocolError,
-    WireSession,
-    parse_client_event,
-    parse_session_update,
-)
+from server.protocol import AudioAppend, ItemCreate, ProtocolError, parse_client_event
 from server.security import origin_ok, select_subprotocol, token_ok, validate_token
 from server.sendqueue import SendQueue
+from server.wire_session import WireSession, parse_session_update
 from settings import ConfigError
 from voice.events import (
     ErrorEvent,
