@@ -58,6 +58,7 @@ from server.wire_session import (
     threshold_to_aggressiveness,
 )
 from voice.audio import SAMPLE_RATE, Resampler
+from voice.config import TtsConfig
 from voice.events import (
     ErrorEvent,
     Event,
@@ -70,7 +71,7 @@ from voice.events import (
 )
 from voice.exhibit import Exhibit
 from voice.pipeline import Session, SessionSettings
-from voice.tts import resolve_voice
+from voice.tts import TtsError, resolve_voice
 
 if TYPE_CHECKING:
     from voice.services import Services
@@ -172,7 +173,7 @@ class Connection:
         self.wire = WireSession(
             id=self.session.id,
             model=model,
-            voice=resolve_voice(cfg.tts)[0].stem,
+            voice=_voice_name(cfg.tts),
             binary_output_sample_rate=int(services.synthesizer.sample_rate),
             turn_detection=TurnDetection(
                 threshold=aggressiveness_to_threshold(cfg.vad.aggressiveness),
@@ -312,6 +313,8 @@ class Connection:
                 self.queue.purge_audio(event.response_id)
             case ResponseDone():
                 self._metrics.turn(event.status, event.timings.latencies_ms())
+                if event.status == "failed":  # half a sentence then an error: drop the rest
+                    self.queue.purge_audio(event.response_id)
             case ErrorEvent():
                 self._metrics.error(event.code)
             case Refused():
@@ -491,3 +494,11 @@ class Connection:
 
 def _showing_pair(entry: CatalogEntry | None) -> tuple[str, str] | None:
     return (entry.url, entry.title) if entry is not None else None
+
+
+def _voice_name(tts: TtsConfig) -> str:
+    """The Piper voice's name (its model file's stem) for the session object."""
+    try:
+        return resolve_voice(tts)[0].stem
+    except TtsError:  # it loaded at start-up; its file may have moved since
+        return tts.voice

@@ -166,3 +166,5 @@ async def test_half_duplex_from_the_config_reaches_every_session(
     async with client(server) as ws:
         created = await next_event(ws)
         assert session_of(server, created["session"]["id"]).settings.half_duplex is True
+        # The session object names the Piper voice that speaks (not a placeholder).
+        assert created["session"]["voice"] == "en_US-joe-medium"
