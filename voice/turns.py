@@ -12,9 +12,10 @@ Cancellation is one path for every cause (the client, a barge-in, the session cl
 response's task is cancelled, its speaker stops, and the :class:`Interrupted` event tells the
 stages outside the Session (e.g. a send queue holding its audio) to drop what they hold.
 
-One visitor never holds more than one waiting audio turn: a newer one replaces it (dropped with
-an event), so a visitor who never stops talking costs one transcription at a time and cannot
-take the shared models from the other sessions.
+One visitor never holds more than one spoken turn waiting to be answered: a newer one replaces
+it (dropped with an event), so a visitor who never stops talking costs one transcription at a
+time and cannot take the shared models from the other sessions. (Push-to-talk commits without
+auto-response are kept: each is an item the client made on purpose.)
 """
 
 from __future__ import annotations
@@ -147,7 +148,10 @@ class TurnQueue:
         response_id = new_id("resp") if respond else None
         audio_ms = len(audio) * 1000 // BYTES_PER_SECOND
         self._emit(InputCommitted(item_id=item_id, audio_ms=audio_ms, response_id=response_id))
-        for waiting in [t for t in self._waiting if t.audio is not None and not t.requested]:
+        auto = [
+            t for t in self._waiting if t.audio is not None and t.response_id and not t.requested
+        ]
+        for waiting in auto:  # a newer spoken turn replaces one that was waiting to be answered
             self._waiting.remove(waiting)
             self._drop(waiting, "overrun", "a newer turn replaced it before it was transcribed")
         turn = Turn(item_id, audio, time.monotonic(), response_id, forced=forced, early=early)
@@ -277,8 +281,10 @@ class TurnQueue:
             self._end_unstarted(turn, reason)
 
     def _end_unstarted(self, turn: Turn, reason: CancelReason) -> None:
-        """A requested response cancelled before it began still ends in one ResponseDone."""
-        if not turn.requested or turn.started or turn.response_id is None:
+        """A response cancelled before it began still ends in one ResponseDone when it was asked
+        for (``response.create``) or the client cancelled it; one the VAD started and a barge-in
+        or closing ended was never news to the client."""
+        if turn.started or turn.response_id is None or not (turn.requested or reason == "client"):
             return
         turn.started = True
         rid = turn.response_id
