@@ -33,7 +33,8 @@ class ServerConfig:
     max_turn_audio_s: float = 30.0
     # Concurrent sessions; the next connection is closed with 1013 (try again later).
     max_sessions: int = 32
-    # Close a session with 1001 after this long without a client message while idle.
+    # Close a session with 1001 after this long idle: no speech heard, no request carried out,
+    # nothing being answered (silent audio and rejected events do not count).
     idle_timeout_s: float = 300.0
     # Bytes waiting to be sent to one client; a client that reads slower is dropped with 1008.
     send_queue_bytes: int = 4_194_304
@@ -47,6 +48,10 @@ class ServerConfig:
     metrics_window: int = 200
     # Keepalive pings find vanished clients (their response is then cancelled).
     ping_interval_s: float = 20.0
+    # Client events (JSON or binary frames) per connection: on average per second, and at once.
+    # Past them, events are dropped with one rate_limited error (20 ms audio frames are 50/s).
+    max_events_per_s: float = 500.0
+    max_events_burst: int = 2000
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -59,6 +64,8 @@ class ServerConfig:
             raise ConfigError("server.max_sessions and server.metrics_window must be >= 1")
         if self.send_queue_bytes < 65536:
             raise ConfigError("server.send_queue_bytes must be >= 65536")
+        if self.max_events_per_s <= 0 or self.max_events_burst < 1:
+            raise ConfigError("server.max_events_per_s must be > 0 and max_events_burst >= 1")
         if self.ping_interval_s < 0:
             raise ConfigError("server.ping_interval_s must be >= 0 (0 = no keepalive)")
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -6,6 +6,12 @@ a byte-bounded queue that a writer task drains into the socket. Nothing here wai
 the Session runs models on the shared executors, so a slow client or a slow turn never holds up
 another connection. When the client goes away, its response is cancelled at once so the shared
 models stop working for nobody.
+
+The Session owns the turn: it decides what happens to each commit, response request and cancel
+and says so in events. This class only translates (client events -> Session calls, Session
+events -> Realtime events via :class:`server.mapper.RealtimeMapper`) and guards the connection:
+a per-connection event rate limit (a token bucket, so one flooding client cannot slow the
+shared event loop for the others) and an idle timeout that counts only meaningful activity.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -22,7 +29,7 @@ from websockets.protocol import State
 
 from catalog.datasets import CatalogEntry, CatalogError
 from server.config import ServerConfig
-from server.mapper import Outgoing, RealtimeMapper
+from server.mapper import REFUSAL_CODES, Outgoing, RealtimeMapper
 from server.metrics import Metrics
 from server.protocol import (
     AudioAppend,
@@ -34,33 +41,40 @@ from server.protocol import (
     ProtocolError,
     ResponseCancel,
     ResponseCreate,
-    SessionPatch,
     SessionUpdate,
+    check_pcm16,
+    dumps,
+    error_from,
+    parse_client_event,
+)
+from server.sendqueue import SendQueue
+from server.wire_session import (
+    SessionPatch,
     TurnDetection,
     WireSession,
     aggressiveness_to_threshold,
-    check_pcm16,
-    dumps,
-    error_event,
-    error_from,
-    new_id,
-    parse_client_event,
     parse_session_update,
     threshold_to_aggressiveness,
 )
-from server.sendqueue import SendQueue
 from voice.audio.format import SAMPLE_RATE
 from voice.audio.resample import PcmStream
+from voice.config import TtsConfig
 from voice.events import (
     ErrorEvent,
     Event,
     InputCommitted,
+    Interrupted,
+    Refused,
     ResponseDone,
-    ResponseStarted,
-    TranscriptReady,
+    SpeechStarted,
+    new_id,
 )
 from voice.exhibit import Exhibit
 from voice.pipeline import Session, SessionSettings
+from voice.tts import TtsError, resolve_voice
+
+if TYPE_CHECKING:
+    from voice.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +88,36 @@ CLOSE_TRY_LATER = 1013  # server full
 CLOSE_TIMEOUT_S = 3.0
 
 
+class TokenBucket:
+    """``rate`` events a second on average, ``burst`` at once: a client streaming audio in
+    20 ms frames uses 50 a second; one flooding the socket is cut to ``rate``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token; False when there is none (the event is to be dropped)."""
+        self._refill()
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    @property
+    def full(self) -> bool:
+        """The client has kept under the rate long enough to have its whole burst back."""
+        self._refill()
+        return self._tokens >= self.burst - 1
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+
 class Connection:
     """Serves one accepted WebSocket until it closes; see the module docstring."""
 
@@ -81,7 +125,7 @@ class Connection:
         self,
         ws: ServerConnection,
         *,
-        services: Any,
+        services: Services,
         settings: ServerConfig,
         metrics: Metrics,
         model: str,
@@ -98,13 +142,13 @@ class Connection:
         self.session = Session(
             services,
             self._emit,
-            SessionSettings(vad=self._base_vad, barge_in=cfg.pipeline.barge_in),
+            SessionSettings.from_config(cfg, vad=self._base_vad),
             exhibit=exhibit,
         )
         self.wire = WireSession(
             id=self.session.id,
             model=model,
-            voice=_voice_name(services),
+            voice=_voice_name(cfg.tts),
             binary_output_sample_rate=int(services.synthesizer.sample_rate),
             turn_detection=TurnDetection(
                 threshold=aggressiveness_to_threshold(cfg.vad.aggressiveness),
@@ -123,14 +167,10 @@ class Connection:
         }
         self._loop = asyncio.get_running_loop()
         self._last_activity = self._loop.time()
+        self._bucket = TokenBucket(settings.max_events_per_s, settings.max_events_burst)
+        self._rate_limited = False  # told the client once; again after it slowed down
         self._closing = False
         self.close_reason = "client"
-        self._committed_pending: set[str] = set()  # audio items not yet transcribed
-        self._respond_pending = False
-        self._deferred: asyncio.Task[None] | None = None
-        self._commits = 0
-        self._cancelling: set[str] = set()  # responses cancelled by the client, still unwinding
-        self._unanswered = False
         self._tasks: list[asyncio.Task[None]] = []
         self._close_task: asyncio.Task[None] | None = None
 
@@ -144,8 +184,7 @@ class Connection:
         ]
         try:
             async for message in self.ws:
-                self._last_activity = self._loop.time()
-                if self._closing:
+                if self._closing or not self._admit():
                     continue
                 await self._handle(message)
         except ConnectionClosed as exc:
@@ -154,13 +193,11 @@ class Connection:
             self._closing = True
             # A vanished client must not keep the shared models busy: cancel now, not after
             # the writer has given up.
-            self.session.cancel()
+            self.session.interrupt("closed")
             self.queue.close()
             self.queue.clear()
             for task in self._tasks:
                 task.cancel()
-            if self._deferred is not None:
-                self._deferred.cancel()
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
@@ -180,7 +217,7 @@ class Connection:
             return
         self._closing = True
         self.close_reason = why
-        self.session.cancel()
+        self.session.interrupt("closed")
         self.queue.close()
         self.queue.clear()
         log.info("session %s: closing (%d %s)", self.wire.id, code, reason)
@@ -217,23 +254,46 @@ class Connection:
             self.drop(CLOSE_GOING_AWAY, f"idle timeout ({timeout:g} s)", "idle")
             return
 
+    def _admit(self) -> bool:
+        """The rate limit: False (the message is dropped) past the connection's bucket. The
+        client hears it once per flood (again only after it has calmed down and its burst is
+        back), so the error replies cannot become a flood too."""
+        if self._rate_limited and self._bucket.full:
+            self._rate_limited = False
+        if self._bucket.take():
+            return True
+        if not self._rate_limited:
+            self._rate_limited = True
+            self._error(
+                ProtocolError(
+                    "rate_limited",
+                    f"more than {self._settings.max_events_per_s:g} events a second "
+                    f"(burst {self._settings.max_events_burst}); events are being dropped",
+                )
+            )
+        return False
+
+    def _active(self) -> None:
+        """Something meaningful happened (speech heard, a request carried out): the idle
+        timeout starts again. Audio without speech and rejected events do not count."""
+        self._last_activity = self._loop.time()
+
     # ----------------------------------------------------------------- output
     def _emit(self, event: Event) -> None:
         """The Session's ``emit``: called synchronously on the loop, in order."""
-        if isinstance(event, InputCommitted):
-            self._commits += 1
-            self._committed_pending.add(event.item_id)
-        elif isinstance(event, TranscriptReady):
-            self._on_transcript(event)
-        elif isinstance(event, ResponseStarted):
-            self._unanswered = False
-        elif isinstance(event, ResponseDone):
-            self._cancelling.discard(event.response_id)
-            self._metrics.turn(event.status, event.timings.latencies_ms())
-            if event.status != "completed":
+        match event:
+            case SpeechStarted() | InputCommitted():
+                self._active()
+            case Interrupted():
                 self.queue.purge_audio(event.response_id)
-        elif isinstance(event, ErrorEvent):
-            self._metrics.error(event.code)
+            case ResponseDone():
+                self._metrics.turn(event.status, event.timings.latencies_ms())
+                if event.status == "failed":  # half a sentence then an error: drop the rest
+                    self.queue.purge_audio(event.response_id)
+            case ErrorEvent():
+                self._metrics.error(event.code)
+            case Refused():
+                self._metrics.error(REFUSAL_CODES[event.reason])
         if self._closing:
             return
         for item in self.mapper.map(event):
@@ -302,7 +362,7 @@ class Connection:
                 if event.pcm:
                     self._feed("json", event.pcm)
             case AudioCommit():
-                self._commit(event)
+                self._commit()
             case AudioClear():
                 for stream in self._inputs.values():
                     stream.reset()
@@ -315,7 +375,7 @@ class Connection:
                     raise ProtocolError(
                         "invalid_value", str(exc), param="item.content", event_id=event.event_id
                     ) from None
-                self._unanswered = True
+                self._active()
                 self._put(self.mapper.user_text_item(item, event.text))
             case ItemTruncate():
                 self._put_event(
@@ -327,9 +387,11 @@ class Connection:
                     }
                 )
             case ResponseCreate():
-                self._respond(event)
+                if self.session.respond() is not None:
+                    self._active()
             case ResponseCancel():
-                self._cancel(event)
+                if self.session.cancel(event.response_id):
+                    self._active()
 
     async def _apply(self, patch: SessionPatch, event_id: str | None) -> None:
         """Apply a validated session.update to the Session, all or nothing."""
@@ -364,6 +426,8 @@ class Connection:
             self._inputs["json"] = PcmStream(new.input_audio_sample_rate, SAMPLE_RATE)
         if new.binary_input_sample_rate != self.wire.binary_input_sample_rate:
             self._inputs["binary"] = PcmStream(new.binary_input_sample_rate, SAMPLE_RATE)
+        if new != self.wire:
+            self._active()
         self.wire = new
         self._put_event({"type": "session.updated", "session": new.to_wire()})
 
@@ -394,109 +458,22 @@ class Connection:
             "vad": vad,
         }
 
-    def _commit(self, event: AudioCommit) -> None:
+    def _commit(self) -> None:
         for stream in self._inputs.values():
             tail = stream.flush()
             if tail:
                 self.session.feed_audio(tail)
-        before = self._commits
-        self.session.commit_audio()  # push-to-talk: emits InputCommitted or an error itself
-        if self.wire.turn_detection is not None and self._commits == before:
-            raise ProtocolError(
-                "input_audio_buffer_commit_empty",
-                "no speech in progress to commit",
-                event_id=event.event_id,
-            )
-
-    def _respond(self, event: ResponseCreate) -> None:
-        active = self.mapper.active_response
-        if (active is not None and active not in self._cancelling) or self._respond_pending:
-            raise ProtocolError(
-                "conversation_already_has_active_response",
-                "a response is already in progress; cancel it first",
-                event_id=event.event_id,
-            )
-        if self._committed_pending:
-            # commit + response.create back to back: ask once the transcript is in. The
-            # Session would queue the answer behind the transcription, but then a silent commit
-            # could not get its no_speech error, and a response.cancel before the answer starts
-            # would cancel the transcription too (Session.cancel() drops the whole queue).
-            self._respond_pending = True
-            return
-        if not self._unanswered:
-            raise ProtocolError(
-                "nothing_to_answer",
-                "there is no user question to answer: send audio or conversation.item.create",
-                event_id=event.event_id,
-            )
-        if active is not None or self.session.busy:
-            # e.g. response.cancel + a new question back to back: the Session refuses a new
-            # response until the cancelled one has unwound; answer as soon as it has.
-            self._respond_pending = True
-            self._deferred = asyncio.create_task(self._respond_when_idle())
-            return
-        self.session.respond()
-
-    def _on_transcript(self, event: TranscriptReady) -> None:
-        self._committed_pending.discard(event.item_id)
-        if event.text.strip():
-            self._unanswered = True
-        if self._committed_pending or not self._respond_pending:
-            return
-        if not self._unanswered:
-            self._respond_pending = False
-            self._put(
-                Outgoing(
-                    dumps(error_event("no_speech", "nothing was heard in the committed audio"))
-                )
-            )
-            return
-        self._deferred = asyncio.create_task(self._respond_when_idle())
-
-    async def _respond_when_idle(self) -> None:
-        """Ask for the response once the Session is idle: the transcription it waited for is
-        done, or the response cancelled before it has unwound."""
-        await self.session.wait_idle()
-        self._respond_pending = False
-        if not self._closing and self._unanswered:
-            self.session.respond()
-
-    def _cancel(self, event: ResponseCancel) -> None:
-        active = self.mapper.active_response
-        if self._respond_pending:
-            self._respond_pending = False
-            if self._deferred is not None:
-                self._deferred.cancel()
-            if active is None:
-                return
-        if active is None:
-            raise ProtocolError(
-                "response_cancel_not_active",
-                "there is no response in progress to cancel",
-                event_id=event.event_id,
-            )
-        if event.response_id and event.response_id != active:
-            raise ProtocolError(
-                "response_not_found",
-                f"response {event.response_id!r} is not the one in progress ({active})",
-                param="response_id",
-                event_id=event.event_id,
-            )
-        self.mapper.cancelled_by_client(active)
-        self._cancelling.add(active)
-        self.queue.purge_audio(active)
-        self.session.cancel()
+        if self.session.commit_audio() is not None:  # else the Session reported why not
+            self._active()
 
 
 def _showing_pair(entry: CatalogEntry | None) -> tuple[str, str] | None:
     return (entry.url, entry.title) if entry is not None else None
 
 
-def _voice_name(services: Any) -> str:
-    """The synthesizer's voice name for the session object (one voice per server for now)."""
-    synth = services.synthesizer
-    for attr in ("voice_name", "name"):
-        value = getattr(synth, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return "sos"
+def _voice_name(tts: TtsConfig) -> str:
+    """The Piper voice's name (its model file's stem) for the session object."""
+    try:
+        return resolve_voice(tts)[0].stem
+    except TtsError:  # it loaded at start-up; its file may have moved since
+        return tts.voice

@@ -14,12 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.protocol import WireSession, dumps, error_event, new_id
+from server.protocol import ErrorType, dumps, error_event
+from server.wire_session import WireSession
 from voice.audio.resample import PcmStream
 from voice.events import (
     ErrorEvent,
     Event,
     InputCommitted,
+    Interrupted,
+    RefusalReason,
+    Refused,
     ResponseAudio,
     ResponseDone,
     ResponseLink,
@@ -29,13 +33,28 @@ from voice.events import (
     SpeechStopped,
     StatusChanged,
     TranscriptReady,
+    TurnDropped,
+    new_id,
 )
 
 AUDIO_CHUNK_S = 0.25
 """Longest audio piece per message: small enough for any client's frame limit and to start
 playback early, large enough that base64 JSON overhead stays negligible."""
 
-SERVER_ERRORS = frozenset({"transcription_failed", "response_failed"})
+# The Realtime error code for each outcome the Session reports in its own terms.
+REFUSAL_CODES: dict[RefusalReason, str] = {
+    "empty_input": "input_audio_buffer_commit_empty",
+    "input_too_long": "input_audio_buffer_too_long",
+    "response_active": "conversation_already_has_active_response",
+    "nothing_to_answer": "nothing_to_answer",
+    "no_speech": "no_speech",
+    "no_active_response": "response_cancel_not_active",
+    "unknown_response": "response_not_found",
+}
+REFUSAL_PARAMS: dict[RefusalReason, str] = {"unknown_response": "response_id"}
+# Dropped turns the client is told about (a silent turn or a barge-in is not news to it).
+DROP_CODES = {"overrun": "input_audio_turn_dropped", "too_long": "input_audio_turn_dropped"}
+CANCEL_REASONS = {"client": "client_cancelled", "barge_in": "turn_detected", "closed": "closed"}
 
 
 @dataclass(slots=True)
@@ -61,6 +80,7 @@ class _Response:
     resampler: PcmStream | None = None
     parts: list[str] = field(default_factory=list)
     link: dict[str, str] | None = None
+    interrupted: bool = False
 
 
 class RealtimeMapper:
@@ -72,21 +92,10 @@ class RealtimeMapper:
         self._pending_item: str | None = None  # announced by speech_started, not yet committed
         self._last_item: str | None = None
         self._responses: dict[str, _Response] = {}
-        self._cancel_reasons: dict[str, str] = {}
         self.client_event_id: str | None = None
         """Set by the connection while it handles a client event, for synchronous errors."""
 
     # ----------------------------------------------------------------- helpers for the caller
-    @property
-    def active_response(self) -> str | None:
-        return next(iter(self._responses), None)
-
-    def is_audio_item(self, session_item_id: str) -> bool:
-        return session_item_id in self._item_ids
-
-    def cancelled_by_client(self, response_id: str) -> None:
-        self._cancel_reasons[response_id] = "client_cancelled"
-
     def user_text_item(self, session_item_id: str, text: str) -> Outgoing:
         """``conversation.item.created`` for a typed question (the Session emits nothing)."""
         item_id = new_id("item")
@@ -155,23 +164,36 @@ class RealtimeMapper:
                 return []
             case ResponseAudio():
                 return self._audio(event)
+            case Interrupted():
+                response = self._responses.get(event.response_id)
+                if response is not None:
+                    response.interrupted = True  # no more audio: it is being cut off
+                return []
             case ResponseDone():
                 return self._done(event)
-            case ErrorEvent():
-                kind = "server_error" if event.code in SERVER_ERRORS else "invalid_request_error"
-                return [
-                    self._json(
-                        error_event(
-                            event.code,
-                            event.message,
-                            client_event_id=self.client_event_id,
-                            type=kind,
-                        )
-                    )
-                ]
+            case ErrorEvent():  # a model call failed: the server's fault, not the client's
+                return [self._error(event.code, event.message, "server_error")]
+            case Refused():
+                param = REFUSAL_PARAMS.get(event.reason)
+                return [self._error(REFUSAL_CODES[event.reason], event.message, param=param)]
+            case TurnDropped():
+                self._item_ids.pop(event.item_id, None)
+                code = DROP_CODES.get(event.reason)
+                return [self._error(code, event.message)] if code else []
             case StatusChanged():
                 return []  # no Realtime equivalent; clients infer it from the events above
         return []
+
+    def _error(
+        self,
+        code: str,
+        message: str,
+        type: ErrorType = "invalid_request_error",
+        param: str | None = None,
+    ) -> Outgoing:
+        return self._json(
+            error_event(code, message, param=param, client_event_id=self.client_event_id, type=type)
+        )
 
     def _json(self, event: dict[str, Any], response_id: str | None = None) -> Outgoing:
         return Outgoing(dumps({"event_id": new_id("event"), **event}), response_id)
@@ -255,7 +277,9 @@ class RealtimeMapper:
 
     def _audio(self, event: ResponseAudio) -> list[Outgoing]:
         response = self._responses.get(event.response_id)
-        if response is None or response.modality != "audio" or not event.pcm:
+        if response is None or response.modality != "audio" or response.interrupted:
+            return []
+        if not event.pcm:
             return []
         pcm = self._resample(response, event.pcm, event.sample_rate)
         return self._audio_messages(response, pcm)
@@ -289,7 +313,7 @@ class RealtimeMapper:
 
     def _done(self, event: ResponseDone) -> list[Outgoing]:
         response = self._responses.pop(event.response_id, None)
-        reason = self._cancel_reasons.pop(event.response_id, "turn_detected")
+        reason = CANCEL_REASONS[event.cancel_reason or "barge_in"]
         if response is None:
             return []
         rid = response.id

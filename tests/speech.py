@@ -103,7 +103,10 @@ def espeak_wav(
         raw = Path(tmp) / "espeak.wav"
         _run([espeak, "-v", voice, "-s", str(speed), "-w", str(raw), text])
         padded = Path(tmp) / "padded.wav"
-        convert = [sox, str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(padded)]
+        # -D: no dither. sox dithers with a random seed when it writes 16 bits after a rate
+        # change, so every run got slightly different audio, and tiny.en heard "What causes a
+        # tsunami?" as "What causes us to army?" in about 1 run in 20 (a flaky server test).
+        convert = [sox, "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(padded)]
         _run([*convert, "pad", f"{lead_s:g}", f"{trail_s:g}"])
         pcm, _ = read_pcm16(padded)
     x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0

@@ -8,11 +8,33 @@ transport and every test sees the same facts.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
 State = Literal["listening", "thinking", "speaking"]
 ResponseStatus = Literal["completed", "cancelled", "failed"]
+CancelReason = Literal["client", "barge_in", "closed"]
+"""Who ended a response early: the client asked, the visitor spoke over it, or the session
+closed (the client went away, the server shuts down)."""
+Request = Literal["commit", "audio", "respond", "cancel"]
+RefusalReason = Literal[
+    "empty_input",  # commit with nothing buffered (push-to-talk) or no speech in progress
+    "input_too_long",  # push-to-talk audio past the longest turn; the extra was dropped
+    "response_active",  # a response is queued or running: cancel it first
+    "nothing_to_answer",  # no user question waits for an answer
+    "no_speech",  # the committed audio a response was asked for held no words
+    "no_active_response",  # cancel with no response queued or running
+    "unknown_response",  # cancel naming a response that is not the active one
+]
+DropReason = Literal["no_speech", "overrun", "too_long", "interrupted"]
+FailureCode = Literal["transcription_failed", "response_failed"]
+
+
+def new_id(prefix: str) -> str:
+    """A random id (``item_…``, ``resp_…``, ``event_…``): no counter state is shared, and every
+    layer (Session, Realtime mapper) writes ids in this one format."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +80,41 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechStopped:
-    """The VAD decided the turn is over. ``audio`` is the turn's 16 kHz PCM16 incl. pre-roll."""
+    """The VAD decided the turn is over. ``audio`` is the turn's 16 kHz PCM16 incl. pre-roll.
+
+    ``forced`` means the turn hit ``vad.max_turn_s`` while the visitor was still talking: the
+    speech that follows continues it and does not barge in on its answer.
+    """
 
     audio_ms: int
     audio: bytes = field(repr=False)
+    forced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class InputCommitted:
-    """A user audio turn was closed (by the VAD or an explicit commit) and will be transcribed."""
+    """A user audio turn was closed (by the VAD or an explicit commit) and will be transcribed.
+
+    ``audio_ms`` is the length of the audio handed to speech-to-text (incl. any carried-over
+    start of the question); ``response_id`` is the answer it will get, None if it only waits to
+    be transcribed (push-to-talk without auto-response).
+    """
 
     item_id: str
     audio_ms: int
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDropped:
+    """A committed audio turn will get no answer: no words in it (``no_speech``), a newer turn
+    replaced it while it waited (``overrun``: one visitor never holds more than one turn in the
+    queue), its audio could not be merged into the next turn within the longest turn
+    (``too_long``), or the visitor spoke again while it waited (``interrupted``)."""
+
+    item_id: str
+    reason: DropReason
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +159,15 @@ class ResponseAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A response was cancelled (one event for every stage: the Session stops its answer and
+    speech, a transport drops the response's unsent audio). Its ResponseDone follows."""
+
+    response_id: str
+    reason: CancelReason
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseDone:
     """The end of a response, whatever happened. Always emitted once per ResponseStarted."""
 
@@ -124,13 +178,24 @@ class ResponseDone:
     link_title: str | None
     timings: TurnTimings
     error: str | None = None
+    cancel_reason: CancelReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A request the Session did not carry out, and why (in the Session's own terms; a
+    transport names its protocol's error code). Nothing changed; the session goes on."""
+
+    request: Request
+    reason: RefusalReason
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
-    """Something went wrong that the client should know about; the session goes on."""
+    """A model call failed (transcription or answer): that turn ends, the session goes on."""
 
-    code: str
+    code: FailureCode
     message: str
 
 
@@ -139,11 +204,14 @@ Event = (
     | SpeechStarted
     | SpeechStopped
     | InputCommitted
+    | TurnDropped
     | TranscriptReady
     | ResponseStarted
     | ResponseTextDelta
     | ResponseLink
     | ResponseAudio
+    | Interrupted
     | ResponseDone
+    | Refused
     | ErrorEvent
 )

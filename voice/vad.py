@@ -191,7 +191,7 @@ class Endpointer:
         silent_too_long = index - self._last_voiced >= self._end_frames
         too_long = index + 1 - self._start >= self._max_frames
         if silent_too_long or too_long:
-            events += self._close_turn()
+            events += self._close_turn(forced=too_long and not silent_too_long)
         return events
 
     def early_audio(self) -> bytes | None:
@@ -253,14 +253,16 @@ class Endpointer:
         self._confirmed = True
         return [SpeechStarted(audio_ms=self._start * self.frame_ms)]
 
-    def _close_turn(self) -> list[SpeechStarted | SpeechStopped]:
+    def _close_turn(self, *, forced: bool = False) -> list[SpeechStarted | SpeechStopped]:
         assert self._turn is not None
         events: list[SpeechStarted | SpeechStopped] = []
         if self._confirmed:
             end = min(self._index, self._last_voiced + 1 + self._keep_frames)
             audio = b"".join(self._turn[: end - self._turn_first])
             events.append(
-                SpeechStopped(audio_ms=(self._last_voiced + 1) * self.frame_ms, audio=audio)
+                SpeechStopped(
+                    audio_ms=(self._last_voiced + 1) * self.frame_ms, audio=audio, forced=forced
+                )
             )
         self._turn = None
         self._confirmed = False

@@ -13,19 +13,16 @@ from server.config import ServerConfig, is_loopback
 from server.http import static_path
 from server.mapper import Outgoing, RealtimeMapper
 from server.metrics import Metrics, percentile
-from server.protocol import (
-    AudioAppend,
-    ItemCreate,
-    ProtocolError,
-    WireSession,
-    parse_client_event,
-    parse_session_update,
-)
+from server.protocol import AudioAppend, ItemCreate, ProtocolError, parse_client_event
 from server.security import origin_ok, select_subprotocol, token_ok, validate_token
 from server.sendqueue import SendQueue
+from server.wire_session import WireSession, parse_session_update
 from settings import ConfigError
 from voice.events import (
+    ErrorEvent,
     InputCommitted,
+    Interrupted,
+    Refused,
     ResponseAudio,
     ResponseDone,
     ResponseLink,
@@ -33,6 +30,7 @@ from voice.events import (
     ResponseTextDelta,
     SpeechStarted,
     TranscriptReady,
+    TurnDropped,
     TurnTimings,
 )
 
@@ -189,11 +187,49 @@ def test_mapper_binary_audio_and_cancel_reason() -> None:
     out = mapper.map(ResponseAudio("r1", pcm=b"\x00\x00" * 22050, sample_rate=22050))
     assert all(isinstance(m.data, bytes) and m.audio for m in out)
     assert sum(len(m.data) for m in out) == 44100  # native rate: untouched
-    mapper.cancelled_by_client("r1")
-    done = json.loads(
-        mapper.map(ResponseDone("r1", "cancelled", "", None, None, TurnTimings()))[-1].data
+    assert mapper.map(Interrupted("r1", "client")) == []
+    # Audio still arriving from the unwinding response is not sent.
+    assert mapper.map(ResponseAudio("r1", pcm=b"\x00\x00" * 100, sample_rate=22050)) == []
+    cancelled = ResponseDone(
+        "r1", "cancelled", "", None, None, TurnTimings(), cancel_reason="client"
     )
+    done = json.loads(mapper.map(cancelled)[-1].data)
     assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+
+
+@pytest.mark.parametrize(
+    ("event", "code", "kind"),
+    [
+        (Refused("commit", "empty_input", "m"), "input_audio_buffer_commit_empty", "invalid"),
+        (
+            Refused("respond", "response_active", "m"),
+            "conversation_already_has_active_response",
+            "invalid",
+        ),
+        (Refused("cancel", "no_active_response", "m"), "response_cancel_not_active", "invalid"),
+        (Refused("cancel", "unknown_response", "m"), "response_not_found", "invalid"),
+        (Refused("respond", "no_speech", "m"), "no_speech", "invalid"),
+        (Refused("audio", "input_too_long", "m"), "input_audio_buffer_too_long", "invalid"),
+        (ErrorEvent("transcription_failed", "m"), "transcription_failed", "server"),
+        (TurnDropped("i1", "overrun", "m"), "input_audio_turn_dropped", "invalid"),
+    ],
+)
+def test_mapper_names_the_wire_error_for_each_session_outcome(
+    event: Refused | ErrorEvent | TurnDropped, code: str, kind: str
+) -> None:
+    """The Session reports outcomes in its own terms; the Realtime codes live in the mapper."""
+    mapper = RealtimeMapper(lambda: wire())
+    mapper.client_event_id = "c1"
+    (out,) = mapper.map(event)
+    error = json.loads(out.data)["error"]
+    assert error["code"] == code and error["type"].startswith(kind)
+    assert error["event_id"] == "c1"
+
+
+def test_a_silent_or_interrupted_turn_is_no_news_to_the_client() -> None:
+    mapper = RealtimeMapper(lambda: wire())
+    assert mapper.map(TurnDropped("i1", "no_speech", "m")) == []
+    assert mapper.map(TurnDropped("i1", "interrupted", "m")) == []
 
 
 def test_send_queue_bound_and_purge() -> None:

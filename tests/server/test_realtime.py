@@ -200,9 +200,10 @@ async def test_twenty_concurrent_clients_each_get_their_own_answer(
     for (question, words), result in zip([*TOPICS, *SPOKEN], results, strict=True):
         response = result["response"]
         assert response["status"] == "completed", question
-        if not link_matches(response["sos_link"], words):
-            wrong.append((question, response["sos_link"]))
         transcript = response["output"][0]["content"][0]["transcript"]
+        if not link_matches(response["sos_link"], words):
+            heard = result.get("transcript", "(typed)")
+            wrong.append((question, heard, transcript[:120], response["sos_link"]))
         assert len(transcript) > 20, question
     assert not wrong, wrong
     for word, result in zip(HEARD, results[len(TOPICS) :], strict=True):
