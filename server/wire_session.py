@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm.base import AUDIENCES
 from server.protocol import ProtocolError
-from voice.pipeline import AUDIENCES
 
 PCM16 = "pcm16"
 REALTIME_PCM16_RATE = 24000

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from catalog.datasets import CatalogEntry
-from llm.base import AnswerRequest, Audience, ChatMessage
+from llm.base import AUDIENCES, AnswerRequest, Audience, ChatMessage
 from voice.audio.format import SAMPLE_RATE
 from voice.audio.framing import Framer
 from voice.audio.speaker import AudioSink
@@ -47,7 +47,6 @@ from voice.vad import Endpointer
 
 log = logging.getLogger(__name__)
 
-AUDIENCES: tuple[Audience, ...] = ("kids", "general", "educator")
 MAX_QUESTION_CHARS = 2000
 CARRY_GAP = b"\x00\x00" * (SAMPLE_RATE // 5)  # 200 ms between a carried turn and the next
 

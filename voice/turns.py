@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from llm.base import AnswerRequest, ChatMessage
 from voice.answering import Answering
-from voice.audio import SAMPLE_RATE, AudioSink
+from voice.audio.format import SAMPLE_RATE
+from voice.audio.speaker import AudioSink
 from voice.events import (
     CancelReason,
     ErrorEvent,
