@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -122,7 +123,7 @@ class Server:
         s = self.settings
         host = s.host if host is None else host
         port = s.port if port is None else port
-        ssl_context = check_settings(s, host)
+        ssl_context = check_settings(s, host, port)
         ping = s.ping_interval_s or None
         try:
             self._ws = await ws_serve(
@@ -356,10 +357,12 @@ class Server:
             await ws.close(close_code, reason)
 
 
-def check_settings(settings: ServerConfig, host: str) -> ssl.SSLContext | None:
+def check_settings(settings: ServerConfig, host: str, port: int) -> ssl.SSLContext | None:
     """Every setting problem that would stop the server, found before anything is loaded:
     ConfigError with the fix. Returns the TLS context when TLS is on."""
     settings.validate()
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be 0..65535, not {port}")
     validate_token(settings.token)
     if not settings.token and not is_loopback(host):
         raise ConfigError(
@@ -374,9 +377,7 @@ async def check_listen(settings: ServerConfig, host: str, port: int) -> None:
     go again: a bad address or a port in use is reported in a second, not after the models
     have loaded. (The port could be taken in between; :meth:`Server.start` then reports it
     the same way.)"""
-    check_settings(settings, host)
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"port must be 0..65535, not {port}")
+    check_settings(settings, host, port)
     loop = asyncio.get_running_loop()
     try:
         probe = await loop.create_server(asyncio.Protocol, host or None, port)
@@ -387,7 +388,7 @@ async def check_listen(settings: ServerConfig, host: str, port: int) -> None:
 
 
 def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
-    why = exc.strerror or str(exc)
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
     return ConfigError(f"cannot listen on {host or 'all interfaces'} port {port}: {why}")
 
 
