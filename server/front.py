@@ -42,6 +42,7 @@ MAX_DRAIN_BYTES = 4 * 1024 * 1024
 # leave it to chance which one a check reads (h11 itself refuses a second Host).
 SINGLE_HEADERS = ("origin", "authorization", "upgrade")
 CLOSE_POLICY = 1008
+LINGER_S = 2.0
 
 
 class FrontApp(Protocol):
@@ -71,6 +72,7 @@ class FrontConnection(ServerConnection):
         self._request: h11.Request | None = None
         self._body = bytearray()
         self._too_large = False
+        self._drained = 0
         self._answered = False
         self._task: asyncio.Task[None] | None = None
         self._limit: RateLimit | None = None
@@ -93,11 +95,15 @@ class FrontConnection(ServerConnection):
             self._pump()
         except h11.RemoteProtocolError as exc:
             self._reply(error_response(exc.error_status_hint, "bad_request", str(exc)))
+        except Exception:  # a bug here must cost one request, not a traceback and a reset
+            log.exception("reading a request failed")
+            self._reply(error_response(500, "server_error", "the server could not read that"))
 
     def eof_received(self) -> bool | None:
         if self._passthrough:
             return super().eof_received()
         # A client that half-closes after its request still gets the answer.
+        # After the answer, or while lingering, the connection closes now.
         return True if self._task is not None and not self._task.done() else None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -114,6 +120,10 @@ class FrontConnection(ServerConnection):
                 if not self._head(event):
                     return
             elif isinstance(event, h11.Data):
+                self._drained += len(event.data)
+                if self._drained > MAX_DRAIN_BYTES:  # a chunked body that does not end
+                    self._reply(_too_large())
+                    return
                 if len(self._body) + len(event.data) > MAX_BODY_BYTES:
                     self._too_large = True
                     self._body.clear()
@@ -147,6 +157,10 @@ class FrontConnection(ServerConnection):
         if length is not None and length > MAX_DRAIN_BYTES:
             self._reply(_too_large())
             return False
+        if self._h11.they_are_waiting_for_100_continue:  # curl asks before a body over 1 KB
+            self.transport.write(
+                self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+            )
         return True
 
     def _complete(self) -> None:
@@ -177,15 +191,26 @@ class FrontConnection(ServerConnection):
             headers.append(("Connection", "close"))
         headers.append(("Server", "sos-voice"))
         head = h11.Response(status_code=answer.status, headers=headers, reason=answer.reason)
+        client_done = self._h11.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
         try:
             out = self._h11.send(head)
         except h11.LocalProtocolError:  # e.g. the request itself was unreadable
             out = _plain_head(answer.status, answer.reason, headers)
         if not head_only:
             out = (out or b"") + answer.body
-        if not self.transport.is_closing():
-            self.transport.write(out or b"")
+        if self.transport.is_closing():
+            return
+        self.transport.write(out or b"")
+        if client_done:
             self.transport.close()
+            return
+        # The client is still sending (a refused body, a broken request): closing now, with its
+        # bytes unread, would reset the connection and could destroy the answer before it is
+        # read. So: end our side, throw away what comes (data_received), close on its EOF or
+        # after LINGER_S.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     # ----------------------------------------------------------------- WebSocket frames
     def process_event(self, event: Any) -> None:

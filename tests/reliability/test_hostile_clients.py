@@ -84,10 +84,11 @@ class Tracebacks(logging.Handler):
 
 @pytest.fixture
 def tracebacks() -> Iterator[Tracebacks]:
-    """ERROR records from the server's code and from websockets (which logs the traceback
-    of anything the server let escape during a handshake)."""
+    """ERROR records from the server's code, from websockets (which logs the traceback of
+    anything the server let escape during a handshake) and from asyncio (which logs what a
+    protocol's data_received let escape)."""
     handler = Tracebacks()
-    loggers = [logging.getLogger(name) for name in ("server", "websockets")]
+    loggers = [logging.getLogger(name) for name in ("server", "websockets", "asyncio")]
     for logger in loggers:
         logger.addHandler(handler)
     try:
@@ -207,6 +208,32 @@ async def test_hostile_bodies_get_clear_errors(services: Any, tracebacks: Traceb
         reply = await exchange(server, chunked)
         assert reply.status == 200, reply
         assert reply.json()["showing"]["slug"].startswith("hurricane")
+        head = (
+            f"POST /exhibit/showing HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        reply = await exchange(server, head.encode() + chunk * 80)  # 5 MB, and no end in sight
+        assert reply.status == 413
+        # curl's "Expect: 100-continue" before a body over 1 KB is answered at once.
+        status, interim = await asyncio.to_thread(_expect_continue, server.port)
+        assert interim.startswith(b"HTTP/1.1 100 ") and status == 200
+    assert not tracebacks.records
+
+
+def _expect_continue(port: int) -> tuple[int, bytes]:
+    body = json.dumps({"dataset": "tsunami", "pad": "x" * 2000}).encode()
+    head = (
+        f"POST /exhibit/showing HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        interim = sock.recv(65536)  # before the body is sent
+        sock.sendall(body)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    return Reply(raw).status, interim
     assert not tracebacks.records
 
 
