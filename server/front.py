@@ -77,6 +77,7 @@ class FrontConnection(ServerConnection):
         self._task: asyncio.Task[None] | None = None
         self._limit: RateLimit | None = None
         self._dropping = False  # the rest of a dropped fragmented message
+        self._cut_off = False  # closing for the rate limit: no message gets through any more
 
     # ----------------------------------------------------------------- HTTP
     def data_received(self, data: bytes) -> None:
@@ -214,7 +215,9 @@ class FrontConnection(ServerConnection):
 
     # ----------------------------------------------------------------- WebSocket frames
     def process_event(self, event: Any) -> None:
-        if self._limit is not None and isinstance(event, Frame) and self.request is not None:
+        if self._limit is not None and isinstance(event, Frame):
+            if self._cut_off and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                return
             if event.opcode in (Opcode.TEXT, Opcode.BINARY):
                 verdict = self._limit.message(len(event.data))
                 self._dropping = verdict is not Verdict.ALLOW and not event.fin
@@ -234,7 +237,8 @@ class FrontConnection(ServerConnection):
             return
         message = self._app.rate_limited(self._limit.notice_sent(), self._limit)
         if verdict is Verdict.CLOSE:
-            self._limit = None  # the rest is dropped by the closing handshake
+            # Until the client's close frame comes, it may go on flooding: drop it all.
+            self._cut_off = True
             self._spawn(self.close(CLOSE_POLICY, "rate limit exceeded"))
         else:
             self._spawn(self._send_quietly(message))
