@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from voice.audio.devices import AudioDeviceError
 from voice.audio.microphone import MicrophoneSource
 from voice.audio.speaker import AudioSink, SpeakerSink
 from voice.audio.wav import WavSink, WavSource
+from voice.stt import SttError, resolve_model
+from voice.tts import TtsError, resolve_voice
 
 if TYPE_CHECKING:
     from voice.exhibit import Exhibit
@@ -90,13 +93,54 @@ def _output_sink(args: argparse.Namespace, cfg: Config, *, live: bool) -> AudioS
         return None
 
 
+def _check_args(args: argparse.Namespace, cfg: Config) -> None:
+    """Everything wrong with the arguments and settings that needs no model, as a ConfigError
+    in a second (the models take many seconds to load, and a kiosk operator should not wait
+    for them to learn about a typo)."""
+    if args.text is not None and not args.text.strip():
+        raise ConfigError("--text needs a question (it was empty)")
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, not {args.port}")
+    if args.wav is not None and not args.wav.is_file():
+        raise ConfigError(f"--wav: no such file: {args.wav}")
+    if args.out is not None:
+        _check_writable(args.out)
+    resolve_voice(cfg.tts)  # a missing voice file or folder: TtsError/SttError with the key
+    model, _, _ = resolve_model(cfg.stt)
+    if "/" not in model and not Path(model).exists():  # a model name, not a hub id or folder
+        from faster_whisper import available_models
+
+        if model not in available_models():
+            raise SttError(
+                f"stt.model: {model!r} is not a Whisper model name; use one of "
+                f"{', '.join(available_models())}, a hub id, a local folder or 'auto'"
+            )
+
+
+def _check_writable(path: Path) -> None:
+    """--out must name a file that can be written (it is written after the answer)."""
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; give a file name such as answer.wav")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"--out {path}: no such folder: {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--out {path}: not allowed to write there")
+
+
 async def _run(args: argparse.Namespace, cfg: Config) -> int:
     from voice.exhibit import Exhibit
     from voice.pipeline import Session
     from voice.services import Services
 
     view = ConsoleView(verbose=args.verbose)
-    live = not (args.text or args.wav or args.serve)
+    live = args.text is None and args.wav is None and not args.serve
+    _check_args(args, cfg)
+    if args.serve:
+        from server.app import check_listen
+
+        host, port = _address(args, cfg)
+        await check_listen(cfg.server, host, port)  # before the models: fails in a second
     if args.showing:
         # An unknown dataset fails in a second, before minutes of model loading.
         catalog = await asyncio.to_thread(Catalog.load, cfg.catalog.path or None)
@@ -123,9 +167,9 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
         if changes:
             session.update(**changes)
         try:
-            if args.text:
+            if args.text is not None:
                 session.ask(args.text)
-            elif args.wav:
+            elif args.wav is not None:
                 source = WavSource(args.wav, cfg.audio.frame_ms, realtime=args.realtime)
                 async for frame in source.frames():
                     session.feed_audio(frame)
@@ -158,10 +202,15 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    host = args.host or cfg.server.host
-    port = args.port if args.port is not None else cfg.server.port
+    host, port = _address(args, cfg)
     await serve(cfg, services, cfg.server, host=host, port=port, stop=stop, exhibit=exhibit)
     return 0
+
+
+def _address(args: argparse.Namespace, cfg: Config) -> tuple[str, int]:
+    host = args.host or cfg.server.host
+    port = args.port if args.port is not None else cfg.server.port
+    return host, port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nbye", file=sys.stderr)
         return 0
-    except (ConfigError, AudioDeviceError, CatalogError, ValueError) as exc:
+    except (ConfigError, AudioDeviceError, CatalogError, SttError, TtsError, ValueError) as exc:
         print(f"sos-voice: {exc}", file=sys.stderr)
         return 2
 

@@ -2,9 +2,14 @@
 
 One :class:`Server` owns the listening socket, the connections and the metrics; every
 connection gets its own :class:`voice.pipeline.Session` and all share the loaded
-:class:`voice.services.Services`. Policy rejections (origin, token, capacity) happen after the
-WebSocket handshake, as an ``error`` event plus a close code with a reason, because a browser
-can read those but cannot read an HTTP error status of a failed handshake.
+:class:`voice.services.Services`. Every request is read by :mod:`server.front` (h11): HTTP
+requests are answered by the route table (:attr:`Server.routes`), WebSocket handshakes go on to
+websockets. Policy rejections of a WebSocket (origin, token, capacity) happen after the
+handshake, as an ``error`` event plus a close code with a reason, because a browser can read
+those but cannot read an HTTP error status of a failed handshake. A Host that is not this
+server's is refused before any of that, with HTTP 403: it is never the page's own mistake
+(the page would not have loaded), it is DNS rebinding or a name missing from
+``server.allowed_hosts``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +28,6 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from server.config import ServerConfig, is_loopback
 from server.connection import (
@@ -33,11 +38,24 @@ from server.connection import (
     CLOSE_TRY_LATER,
     Connection,
 )
-from server.exhibit_api import EXHIBIT_PATH, BodyReadingConnection, ExhibitApi
-from server.http import json_response, not_found, read_static, static_path
+from server.exhibit_api import EXHIBIT_PATH, ExhibitApi
+from server.exhibit_api import METHODS as EXHIBIT_METHODS
+from server.front import front_factory
+from server.http import (
+    HttpRequest,
+    HttpResponse,
+    Router,
+    error_response,
+    json_response,
+    not_found,
+    read_static,
+    static_path,
+)
 from server.metrics import Metrics
 from server.protocol import dumps, error_event
+from server.ratelimit import Limits, RateLimit
 from server.security import (
+    host_ok,
     origin_ok,
     select_subprotocol,
     token_ok,
@@ -79,6 +97,7 @@ class Server:
         self._ws: WsServer | None = None
         self._stopping = False
         self._origins = _origins(self.settings)
+        self._hosts = _hosts(self.settings)
         self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
@@ -86,6 +105,17 @@ class Server:
         self.host = ""
         self.port = 0
         self.tls = False
+        self.routes = self._route_table()
+
+    def _route_table(self) -> Router:
+        """Every HTTP route of the port; add new ones here."""
+        routes = Router()
+        routes.add("/healthz", self._healthz)
+        routes.add("/metrics", self._metrics)
+        routes.add(EXHIBIT_PATH, self._exhibit_api.handle, methods=EXHIBIT_METHODS)
+        if self.settings.serve_web:
+            routes.fallback(self._static)
+        return routes
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self, host: str | None = None, port: int | None = None) -> None:
@@ -93,32 +123,26 @@ class Server:
         s = self.settings
         host = s.host if host is None else host
         port = s.port if port is None else port
-        if hasattr(s, "validate"):
-            s.validate()
-        validate_token(s.token)
-        if not s.token and not is_loopback(host):
-            raise ConfigError(
-                f"refusing to serve on {host or 'all interfaces'!r} without a token: set "
-                "server.token (or SOS_VOICE__SERVER__TOKEN), or bind to 127.0.0.1"
-            )
-        ssl_context = _ssl_context(s) if s.tls_cert else None
+        ssl_context = check_settings(s, host, port)
         ping = s.ping_interval_s or None
-        self._ws = await ws_serve(
-            self._handler,
-            host,
-            port,
-            process_request=self._process_request,
-            select_subprotocol=lambda _conn, offered: select_subprotocol(offered),
-            compression=None,  # audio does not compress; deflate would cost CPU per frame
-            max_size=2 * s.max_message_bytes,
-            max_queue=MAX_INCOMING_FRAMES,
-            ping_interval=ping,
-            ping_timeout=ping,
-            close_timeout=CLOSE_TIMEOUT_S,
-            server_header="sos-voice",
-            ssl=ssl_context,
-            create_connection=BodyReadingConnection,  # POST /exhibit/showing has a body
-        )
+        try:
+            self._ws = await ws_serve(
+                self._handler,
+                host,
+                port,
+                select_subprotocol=lambda _conn, offered: select_subprotocol(offered),
+                compression=None,  # audio does not compress; deflate would cost CPU per frame
+                max_size=2 * s.max_message_bytes,
+                max_queue=MAX_INCOMING_FRAMES,
+                ping_interval=ping,
+                ping_timeout=ping,
+                close_timeout=CLOSE_TIMEOUT_S,
+                server_header="sos-voice",
+                ssl=ssl_context,
+                create_connection=front_factory(self),  # h11 reads every request first
+            )
+        except OSError as exc:
+            raise _listen_error(host, port, exc) from exc
         self._unsubscribe = self.exhibit.subscribe(self._exhibit_changed)
         sock = next(iter(self._ws.sockets))
         self.host, self.port = host, sock.getsockname()[1]
@@ -152,25 +176,72 @@ class Server:
             self._ws.close(close_connections=True)
             await self._ws.wait_closed()
 
-    # ----------------------------------------------------------------- HTTP
-    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
-        if upgrade:
-            if path.rstrip("/") not in WS_PATHS:
-                return not_found()
-            return None
-        if path == EXHIBIT_PATH:
-            return await self._exhibit_api.handle(conn, request)
-        if path == "/healthz":
-            return json_response(503 if self._stopping else 200, self.health())
-        if path == "/metrics":
-            return json_response(200, self.metrics_snapshot())
-        if self.settings.serve_web:
-            file = static_path(self._web_root, path)
-            if file is not None:
-                return await asyncio.to_thread(read_static, file)
-        return not_found()
+    # ----------------------------------------------------------------- HTTP (server.front)
+    def _host_ok(self, request: HttpRequest) -> bool:
+        return host_ok(request.headers, self.host or self.settings.host, self._hosts)
+
+    def wants_websocket(self, request: HttpRequest) -> bool:
+        """A WebSocket handshake on a WebSocket path from an allowed Host: websockets takes it."""
+        return (
+            _is_upgrade(request)
+            and request.method == "GET"
+            and request.path.rstrip("/") in WS_PATHS
+            and self._host_ok(request)
+        )
+
+    async def respond(self, request: HttpRequest) -> HttpResponse:
+        """Any request that is not a WebSocket handshake for this server."""
+        if not self._host_ok(request):
+            host = request.headers.get_all("Host")
+            return error_response(
+                403,
+                "host_not_allowed",
+                f"this server does not answer to the host {host[0] if host else ''!r}: add "
+                "its name to server.allowed_hosts",
+            )
+        if _is_upgrade(request):
+            return not_found()  # a WebSocket, but not on a WebSocket path
+        return await self.routes.dispatch(request)
+
+    def rate_limit(self) -> RateLimit | None:
+        """A fresh limiter for one WebSocket (None when the limits are off)."""
+        s = self.settings
+        limit = RateLimit(
+            Limits(
+                s.rate_limit_messages_per_s,
+                s.rate_limit_burst,
+                s.rate_limit_bytes_per_s,
+                s.rate_limit_burst_bytes,
+                s.rate_limit_close_after,
+            ),
+            asyncio.get_running_loop().time,
+        )
+        return limit if limit.enabled else None
+
+    def rate_limited(self, dropped: int, limit: RateLimit) -> str:
+        """The error event for a client over its limit (and the count in /metrics)."""
+        self.metrics.error("rate_limited", dropped)
+        s = self.settings
+        return dumps(
+            error_event(
+                "rate_limited",
+                f"{dropped} message(s) dropped: over this server's limit of "
+                f"{s.rate_limit_messages_per_s:g} messages and {s.rate_limit_bytes_per_s:g} "
+                "bytes a second per connection; slow down (a client that goes on is closed)",
+            )
+        )
+
+    def _healthz(self, request: HttpRequest) -> HttpResponse:
+        return json_response(503 if self._stopping else 200, self.health())
+
+    def _metrics(self, request: HttpRequest) -> HttpResponse:
+        return json_response(200, self.metrics_snapshot())
+
+    async def _static(self, request: HttpRequest) -> HttpResponse:
+        file = static_path(self._web_root, request.path)
+        if file is None:
+            return not_found()
+        return await asyncio.to_thread(read_static, file)
 
     def _exhibit_changed(self, change: ExhibitChange) -> None:
         for conn in list(self._connections):
@@ -284,6 +355,50 @@ class Server:
         with contextlib.suppress(ConnectionClosed, OSError):
             await ws.send(dumps(error_event(code, message, type=kind)))  # type: ignore[arg-type]
             await ws.close(close_code, reason)
+
+
+def check_settings(settings: ServerConfig, host: str, port: int) -> ssl.SSLContext | None:
+    """Every setting problem that would stop the server, found before anything is loaded:
+    ConfigError with the fix. Returns the TLS context when TLS is on."""
+    settings.validate()
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be 0..65535, not {port}")
+    validate_token(settings.token)
+    if not settings.token and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host or 'all interfaces'!r} without a token: set "
+            "server.token (or SOS_VOICE__SERVER__TOKEN), or bind to 127.0.0.1"
+        )
+    return _ssl_context(settings) if settings.tls_cert else None
+
+
+async def check_listen(settings: ServerConfig, host: str, port: int) -> None:
+    """:func:`check_settings`, then bind ``host``:``port`` the way the server will and let it
+    go again: a bad address or a port in use is reported in a second, not after the models
+    have loaded. (The port could be taken in between; :meth:`Server.start` then reports it
+    the same way.)"""
+    check_settings(settings, host, port)
+    loop = asyncio.get_running_loop()
+    try:
+        probe = await loop.create_server(asyncio.Protocol, host or None, port)
+    except OSError as exc:
+        raise _listen_error(host, port, exc) from exc
+    probe.close()
+    await probe.wait_closed()
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError(f"cannot listen on {host or 'all interfaces'} port {port}: {why}")
+
+
+def _is_upgrade(request: HttpRequest) -> bool:
+    return "websocket" in ",".join(request.headers.get_all("Upgrade")).lower()
+
+
+def _hosts(settings: Any) -> tuple[str, ...]:
+    hosts = getattr(settings, "hosts", None)
+    return tuple(hosts()) if callable(hosts) else ()
 
 
 def _origins(settings: Any) -> tuple[str, ...]:

@@ -26,6 +26,10 @@ class ServerConfig:
     # Extra browser origins allowed to connect, comma-separated ("*" = any). The page's own
     # origin (same host:port) and clients that send no Origin header are always allowed.
     allowed_origins: str = ""
+    # Host names (besides loopback and the bound address) this server answers to, comma-
+    # separated: "*" = any, ".example.org" = that domain and its subdomains. Other Host headers
+    # get 403: the defence against DNS rebinding.
+    allowed_hosts: str = ""
     # Largest JSON or binary message accepted; larger ones get an error event (the session goes
     # on); more than twice this closes the connection with 1009.
     max_message_bytes: int = 262_144
@@ -48,10 +52,15 @@ class ServerConfig:
     metrics_window: int = 200
     # Keepalive pings find vanished clients (their response is then cancelled).
     ping_interval_s: float = 20.0
-    # Client events (JSON or binary frames) per connection: on average per second, and at once.
-    # Past them, events are dropped with one rate_limited error (20 ms audio frames are 50/s).
-    max_events_per_s: float = 500.0
-    max_events_burst: int = 2000
+    # Per-connection limit on client messages (token buckets): messages a second and the burst
+    # on top, bytes a second and their burst. A message over the limit is dropped with a
+    # rate_limited error; after rate_limit_close_after drops the connection is closed with 1008.
+    # 0 turns a bucket (or the closing) off.
+    rate_limit_messages_per_s: float = 200.0
+    rate_limit_burst: int = 400
+    rate_limit_bytes_per_s: float = 1_048_576.0
+    rate_limit_burst_bytes: int = 8_388_608
+    rate_limit_close_after: int = 2000
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -64,10 +73,18 @@ class ServerConfig:
             raise ConfigError("server.max_sessions and server.metrics_window must be >= 1")
         if self.send_queue_bytes < 65536:
             raise ConfigError("server.send_queue_bytes must be >= 65536")
-        if self.max_events_per_s <= 0 or self.max_events_burst < 1:
-            raise ConfigError("server.max_events_per_s must be > 0 and max_events_burst >= 1")
         if self.ping_interval_s < 0:
             raise ConfigError("server.ping_interval_s must be >= 0 (0 = no keepalive)")
+        if min(self.rate_limit_messages_per_s, self.rate_limit_bytes_per_s) < 0:
+            raise ConfigError("server.rate_limit_*_per_s must be >= 0 (0 = no limit)")
+        if self.rate_limit_messages_per_s and self.rate_limit_burst < 1:
+            raise ConfigError("server.rate_limit_burst must be >= 1")
+        if self.rate_limit_bytes_per_s and self.rate_limit_burst_bytes < 2 * self.max_message_bytes:
+            raise ConfigError(
+                "server.rate_limit_burst_bytes must be at least twice server.max_message_bytes"
+            )
+        if self.rate_limit_close_after < 0:
+            raise ConfigError("server.rate_limit_close_after must be >= 0 (0 = never close)")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("server.tls_cert and server.tls_key must be given together")
         for name in ("tls_cert", "tls_key"):
@@ -76,6 +93,11 @@ class ServerConfig:
                 raise ConfigError(f"server.{name}: no such file: {value}")
         if self.web_root and not Path(self.web_root).expanduser().is_dir():
             raise ConfigError(f"server.web_root: no such folder: {self.web_root}")
+
+    def hosts(self) -> tuple[str, ...]:
+        """The extra allowed Host names, normalized (lower case, no trailing dot)."""
+        parts = self.allowed_hosts.replace(" ", ",").split(",")
+        return tuple(p.strip().lower().rstrip(".") for p in parts if p.strip())
 
     def origins(self) -> tuple[str, ...]:
         """The extra allowed origins, normalized (lower case, no trailing slash)."""

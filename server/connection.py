@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
@@ -88,36 +87,6 @@ CLOSE_TRY_LATER = 1013  # server full
 CLOSE_TIMEOUT_S = 3.0
 
 
-class TokenBucket:
-    """``rate`` events a second on average, ``burst`` at once: a client streaming audio in
-    20 ms frames uses 50 a second; one flooding the socket is cut to ``rate``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at = time.monotonic()
-
-    def take(self) -> bool:
-        """Spend one token; False when there is none (the event is to be dropped)."""
-        self._refill()
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-    @property
-    def full(self) -> bool:
-        """The client has kept under the rate long enough to have its whole burst back."""
-        self._refill()
-        return self._tokens >= self.burst - 1
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-
-
 class Connection:
     """Serves one accepted WebSocket until it closes; see the module docstring."""
 
@@ -167,8 +136,6 @@ class Connection:
         }
         self._loop = asyncio.get_running_loop()
         self._last_activity = self._loop.time()
-        self._bucket = TokenBucket(settings.max_events_per_s, settings.max_events_burst)
-        self._rate_limited = False  # told the client once; again after it slowed down
         self._closing = False
         self.close_reason = "client"
         self._tasks: list[asyncio.Task[None]] = []
@@ -184,7 +151,7 @@ class Connection:
         ]
         try:
             async for message in self.ws:
-                if self._closing or not self._admit():
+                if self._closing:
                     continue
                 await self._handle(message)
         except ConnectionClosed as exc:
@@ -253,25 +220,6 @@ class Connection:
                 continue
             self.drop(CLOSE_GOING_AWAY, f"idle timeout ({timeout:g} s)", "idle")
             return
-
-    def _admit(self) -> bool:
-        """The rate limit: False (the message is dropped) past the connection's bucket. The
-        client hears it once per flood (again only after it has calmed down and its burst is
-        back), so the error replies cannot become a flood too."""
-        if self._rate_limited and self._bucket.full:
-            self._rate_limited = False
-        if self._bucket.take():
-            return True
-        if not self._rate_limited:
-            self._rate_limited = True
-            self._error(
-                ProtocolError(
-                    "rate_limited",
-                    f"more than {self._settings.max_events_per_s:g} events a second "
-                    f"(burst {self._settings.max_events_burst}); events are being dropped",
-                )
-            )
-        return False
 
     def _active(self) -> None:
         """Something meaningful happened (speech heard, a request carried out): the idle

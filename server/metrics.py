@@ -53,8 +53,8 @@ class Metrics:
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
 
-    def error(self, code: str) -> None:
-        self.errors[code] += 1
+    def error(self, code: str, count: int = 1) -> None:
+        self.errors[code] += count
 
     def turn(self, status: str, latencies_ms: Mapping[str, float]) -> None:
         self.turns[status] += 1
