@@ -9,9 +9,9 @@ models stop working for nobody.
 
 The Session owns the turn: it decides what happens to each commit, response request and cancel
 and says so in events. This class only translates (client events -> Session calls, Session
-events -> Realtime events via :class:`server.mapper.RealtimeMapper`) and guards the connection:
-a per-connection event rate limit (a token bucket, so one flooding client cannot slow the
-shared event loop for the others) and an idle timeout that counts only meaningful activity.
+events -> Realtime events via :class:`server.mapper.RealtimeMapper`) and guards the connection
+with an idle timeout that counts only meaningful activity (the per-connection rate limit sits in
+front of it, in :mod:`server.front`, before a message is even parsed).
 """
 
 from __future__ import annotations
