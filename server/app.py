@@ -96,8 +96,8 @@ class Server:
         self._connections: set[Connection] = set()
         self._ws: WsServer | None = None
         self._stopping = False
-        self._origins = _origins(self.settings)
-        self._hosts = _hosts(self.settings)
+        self._origins = self.settings.origins()
+        self._hosts = self.settings.hosts()
         self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
@@ -394,19 +394,6 @@ def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
 
 def _is_upgrade(request: HttpRequest) -> bool:
     return "websocket" in ",".join(request.headers.get_all("Upgrade")).lower()
-
-
-def _hosts(settings: Any) -> tuple[str, ...]:
-    hosts = getattr(settings, "hosts", None)
-    return tuple(hosts()) if callable(hosts) else ()
-
-
-def _origins(settings: Any) -> tuple[str, ...]:
-    origins = getattr(settings, "origins", None)
-    if callable(origins):
-        return tuple(origins())
-    parts = str(settings.allowed_origins).replace(" ", ",").split(",")
-    return tuple(p.strip().rstrip("/").lower() for p in parts if p.strip())
 
 
 def _ssl_context(settings: Any) -> ssl.SSLContext:
