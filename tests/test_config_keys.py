@@ -6,8 +6,8 @@ config modules themselves) reads ``<anything>.<section>.<key>``, or reads ``.<ke
 that imports the section's class (code handed the section, e.g. ``Transcriber.load(cfg.stt)``).
 An attribute of the same name on another object (``SessionSettings.half_duplex``) does not
 count. A key a section's own accessor method turns into a value (``ServerConfig.hosts()`` reads
-``allowed_hosts``) counts when product code reads that accessor. It cannot prove the value is used well, but it
-catches a key that nothing passes on.
+``allowed_hosts``) counts when product code reads that accessor. It cannot prove the value is
+used well, but it catches a key that nothing passes on.
 """
 
 from __future__ import annotations
