@@ -32,6 +32,7 @@ from voice.audio import (
 )
 
 if TYPE_CHECKING:
+    from curator.recorder import Recorder
     from voice.exhibit import Exhibit
     from voice.services import Services
 
@@ -94,7 +95,30 @@ def _output_sink(args: argparse.Namespace, cfg: Config, *, live: bool) -> AudioS
         return None
 
 
+async def _open_recorder(cfg: Config, source: str) -> Recorder:
+    """The curator's recorder over its database (opened, purged, writer started)."""
+    from curator.recorder import Recorder
+    from curator.store import CuratorStore
+
+    store = await asyncio.to_thread(CuratorStore.open, cfg.curator)
+    return Recorder(store, source)
+
+
 async def _run(args: argparse.Namespace, cfg: Config) -> int:
+    live = not (args.text or args.wav or args.serve)
+    # Only real visitors are recorded (the server's sessions, the kiosk microphone), not a
+    # one-off --text or --wav run. A bad database path fails now, before the models load.
+    recorder = None
+    if cfg.curator.enabled and (live or args.serve):
+        recorder = await _open_recorder(cfg, "server" if args.serve else "kiosk")
+    try:
+        return await _run_recorded(args, cfg, recorder)
+    finally:
+        if recorder is not None:
+            await asyncio.to_thread(recorder.store.close)
+
+
+async def _run_recorded(args: argparse.Namespace, cfg: Config, recorder: Recorder | None) -> int:
     from voice.exhibit import Exhibit
     from voice.pipeline import Session
     from voice.services import Services
@@ -116,9 +140,11 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
         if args.showing:
             exhibit.set(args.showing, source="cli")
         if args.serve:
-            return await _serve(args, cfg, services, exhibit)
+            return await _serve(args, cfg, services, exhibit, recorder)
         sink = _output_sink(args, cfg, live=live)
         session = Session(services, view, output=sink, exhibit=exhibit)
+        if recorder is not None:
+            recorder.attach(session)
         changes: dict[str, object] = {}
         if args.audience:
             changes["audience"] = args.audience
@@ -153,7 +179,11 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def _serve(
-    args: argparse.Namespace, cfg: Config, services: Services, exhibit: Exhibit | None = None
+    args: argparse.Namespace,
+    cfg: Config,
+    services: Services,
+    exhibit: Exhibit | None = None,
+    recorder: Recorder | None = None,
 ) -> int:
     from server.app import serve
 
@@ -164,7 +194,16 @@ async def _serve(
             loop.add_signal_handler(sig, stop.set)
     host = args.host or cfg.server.host
     port = args.port if args.port is not None else cfg.server.port
-    await serve(cfg, services, cfg.server, host=host, port=port, stop=stop, exhibit=exhibit)
+    await serve(
+        cfg,
+        services,
+        cfg.server,
+        host=host,
+        port=port,
+        stop=stop,
+        exhibit=exhibit,
+        curator=recorder,
+    )
     return 0
 
 

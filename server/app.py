@@ -33,6 +33,7 @@ from server.connection import (
     CLOSE_TRY_LATER,
     Connection,
 )
+from server.curator_api import CuratorApi
 from server.exhibit_api import EXHIBIT_PATH, BodyReadingConnection, ExhibitApi
 from server.http import json_response, not_found, read_static, static_path
 from server.metrics import Metrics
@@ -48,6 +49,7 @@ from voice.config import VoiceConfig
 from voice.exhibit import Exhibit, ExhibitChange
 
 if TYPE_CHECKING:
+    from curator.recorder import Recorder
     from voice.services import Services
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class Server:
         settings: ServerConfig,
         *,
         exhibit: Exhibit | None = None,
+        curator: Recorder | None = None,
     ) -> None:
         self.config = config
         self.services = services
@@ -80,6 +83,11 @@ class Server:
         self._stopping = False
         self._origins = _origins(self.settings)
         self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
+        # Records every session's turns for the staff's /curator page (None = not recorded).
+        self.curator = curator
+        self._curator_api = (
+            CuratorApi(curator, self.settings.token, self._origins) if curator is not None else None
+        )
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
         self._web_root = Path(root).expanduser().resolve()
@@ -162,6 +170,8 @@ class Server:
             return None
         if path == EXHIBIT_PATH:
             return await self._exhibit_api.handle(conn, request)
+        if self._curator_api is not None and self._curator_api.owns(path):
+            return await self._curator_api.handle(request)
         if path == "/healthz":
             return json_response(503 if self._stopping else 200, self.health())
         if path == "/metrics":
@@ -260,6 +270,8 @@ class Server:
             )
             return
         self._connections.add(conn)
+        if self.curator is not None:
+            self.curator.attach(conn.session)
         self.metrics.session_opened()
         try:
             await conn.run()
@@ -316,10 +328,12 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     exhibit: Exhibit | None = None,
+    curator: Recorder | None = None,
 ) -> None:
     """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound.
-    ``exhibit``: the installation's showing dataset (e.g. from ``--showing``)."""
-    server = Server(config, services, settings, exhibit=exhibit)
+    ``exhibit``: the installation's showing dataset (e.g. from ``--showing``); ``curator``:
+    records the sessions' turns and serves /curator."""
+    server = Server(config, services, settings, exhibit=exhibit, curator=curator)
     await server.start(host, port)
     if ready is not None:
         ready.set()

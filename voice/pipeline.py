@@ -120,7 +120,8 @@ class Session:
         self.settings = settings or SessionSettings(vad=cfg.vad, barge_in=cfg.pipeline.barge_in)
         self.settings.validate()
         self._services = services
-        self._emit = emit
+        self._owner_emit = emit
+        self._subscribers: list[Callable[[Event], None]] = []
         self._output = output
         self._frame_ms = cfg.audio.frame_ms
         self._framer = Framer(self._frame_ms)
@@ -166,6 +167,19 @@ class Session:
     @property
     def history(self) -> tuple[ChatMessage, ...]:
         return tuple(self._history)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Also tell ``callback`` every event, after the owner's ``emit`` (synchronously, on the
+        loop). For observers that are not the transport, e.g. the curator's recorder: the
+        server or CLI that created the session attaches them without wrapping ``emit``.
+        Returns the function that unsubscribes it."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
 
     def update(self, **changes: object) -> SessionSettings:
         """Change settings (validated; ValueError on a bad value). VAD state restarts."""
@@ -550,6 +564,14 @@ class Session:
         if state != self._state:
             self._state = state
             self._emit(StatusChanged(state))
+
+    def _emit(self, event: Event) -> None:
+        self._owner_emit(event)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # an observer's bug must not end a visitor's turn
+                log.exception("session %s: subscriber %r failed", self.id, subscriber)
 
     def _error(self, code: str, message: str) -> None:
         self._emit(ErrorEvent(code=code, message=message))
