@@ -63,16 +63,17 @@ def _y_grid(
 
 
 def stacked_bars(
-    days: Sequence[tuple[str, dict[str, int]]],
+    days: Sequence[tuple[str, str, dict[str, int]]],
     series: Sequence[tuple[str, str, str]],
     *,
     width: int = 720,
     height: int = 240,
 ) -> str:
-    """Bars per day stacked by series; ``series`` is (key, label, colour) bottom first."""
+    """Bars per (axis label, tooltip name, counts) stacked by series; ``series`` is (key,
+    label, colour), bottom first."""
     left, right, top, bottom = 44, 10, 12, 28
     x0, x1, y0, y1 = left, width - right, top, height - bottom
-    highest = max((sum(c.get(k, 0) for k, _, _ in series) for _, c in days), default=0)
+    highest = max((sum(c.get(k, 0) for k, _, _ in series) for _, _, c in days), default=0)
     scale = nice_scale(highest)
     top_value = scale[0]
     body = _y_grid(x0, x1, y0, y1, scale, "")
@@ -80,7 +81,7 @@ def stacked_bars(
     slot = (x1 - x0) / n
     bar = max(2.0, min(36.0, slot * 0.7))
     label_every = max(1, math.ceil(n / 10))
-    for i, (day, counts) in enumerate(days):
+    for i, (tick, day, counts) in enumerate(days):
         cx = x0 + slot * (i + 0.5)
         y = y1
         total = sum(counts.get(k, 0) for k, _, _ in series)
@@ -98,10 +99,10 @@ def stacked_bars(
         if i % label_every == 0 or i == n - 1:
             body.append(
                 f'<text x="{cx:.1f}" y="{height - 10}" font-size="11" fill="{AXIS}" '
-                f'text-anchor="middle">{escape(day[5:])}</text>'
+                f'text-anchor="middle">{escape(tick)}</text>'
             )
     body.append(f'<line x1="{x0}" x2="{x1}" y1="{y1}" y2="{y1}" stroke="{AXIS}"/>')
-    return _svg(width, height, "questions per day by outcome", body)
+    return _svg(width, height, "questions over time by outcome", body)
 
 
 def hbars(
@@ -122,7 +123,7 @@ def hbars(
     for i, (label, value, href) in enumerate(items):
         y = i * row + 2
         w = max(2.0, (width - label_w - value_w) * value / top_value)
-        short = label if len(label) <= 34 else label[:32] + "…"
+        short = label if len(label) <= 30 else label[:28].rstrip() + "…"
         text = (
             f'<text x="{label_w - 8}" y="{y + row / 2 + 4:.1f}" font-size="12.5" fill="{INK}" '
             f'text-anchor="end">{escape(short)}<title>{escape(label)}</title></text>'

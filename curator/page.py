@@ -30,6 +30,7 @@ OUTCOME_STYLE: dict[str, tuple[str, str]] = {
     "failed": ("failed", "#e63946"),
 }
 PERIODS = ((1, "24 hours"), (7, "7 days"), (28, "28 days"))
+TURN_DOT, MEDIAN, P95 = "#5fa8d3", "#0b3d5c", "#e76f51"
 
 CSS = """
 :root { color-scheme: light; --ink: #1f2a3c; --muted: #6b7588; --line: #e6e9ef; }
@@ -143,10 +144,6 @@ def _ticks(s: Summary) -> list[tuple[float, str]]:
     ]
 
 
-def _day_noon(day: str) -> float:
-    return time.mktime(time.strptime(day + " 12:00", "%Y-%m-%d %H:%M"))
-
-
 def render(s: Summary, *, days: int, retention_days: int, csv_href: str) -> str:
     """The whole page for the turns in ``s`` (the last ``days`` days)."""
     answered = s.by_outcome.get("answered", 0)
@@ -163,7 +160,11 @@ def render(s: Summary, *, days: int, retention_days: int, csv_href: str) -> str:
         (median, "median time to first word"),
     ]
     series = [(k, label, colour) for k, (label, colour) in OUTCOME_STYLE.items()]
-    per_day = stacked_bars(s.per_day, series)
+    if s.hourly:
+        bars = [(b[11:13] + "h", b + ":00", c) for b, c in s.per_bucket]
+    else:
+        bars = [(b[5:], b, c) for b, c in s.per_bucket]
+    per_bucket = stacked_bars(bars, series)
     ring = donut(
         [(OUTCOME_STYLE[k][0], s.by_outcome.get(k, 0), OUTCOME_STYLE[k][1]) for k in OUTCOME_STYLE],
         centre=f"{s.total:,}",
@@ -176,25 +177,22 @@ def render(s: Summary, *, days: int, retention_days: int, csv_href: str) -> str:
     questions = hbars(
         [(q, n, None) for q, n in s.questions], colour="#0b6e99", empty="no questions yet"
     )
-    in_range = [d for d in s.latency_days if _day_noon(d.day) >= s.since - 43200]
+    per = "hourly" if s.hourly else "daily"
     latency = scatter_with_lines(
         s.latency_points,
         [
-            (
-                "daily median",
-                "#0b3d5c",
-                [(max(s.since, min(s.until, _day_noon(d.day))), d.p50_ms) for d in in_range],
-            ),
-            (
-                "daily 95th percentile",
-                "#e76f51",
-                [(max(s.since, min(s.until, _day_noon(d.day))), d.p95_ms) for d in in_range],
-            ),
+            (f"{per} median", MEDIAN, [(b.at, b.p50_ms) for b in s.latency]),
+            (f"{per} 95th percentile", P95, [(b.at, b.p95_ms) for b in s.latency]),
         ],
         since=s.since,
         until=s.until,
         tick_labels=_ticks(s),
-        colour="#5fa8d3",
+        colour=TURN_DOT,
+    )
+    latency_legend = (
+        f'<ul class="legend row"><li>{_DOT.format(c=TURN_DOT)}each turn</li>'
+        f"<li>{_DOT.format(c=MEDIAN)}{per} median</li>"
+        f"<li>{_DOT.format(c=P95)}{per} 95th percentile</li></ul>"
     )
     on = ' class="on"'
     nav = "".join(
@@ -219,14 +217,15 @@ def render(s: Summary, *, days: int, retention_days: int, csv_href: str) -> str:
 <nav>{nav}<a class="csv" href="{escape(csv_href)}" download>Download CSV</a></nav></header>
 <main>
 <div class="kpis">{kpi_html}</div>
-<section><h2>Questions per day <small>by what became of them</small></h2>{per_day}
+<section><h2>Questions per {"hour" if s.hourly else "day"} <small>by what became of
+them</small></h2>{per_bucket}
 {_legend(None, True)}</section>
 <div class="grid">
 <section><h2>Outcomes</h2><div class="ring">{ring}{_legend(s.by_outcome, False)}</div></section>
 <section><h2>Datasets visitors were sent to</h2>{datasets}</section>
 </div>
 <section><h2>Time to first word <small>from the end of the question to the first
-audio, each dot a turn; lines: daily median and 95th percentile</small></h2>{latency}</section>
+audio</small></h2>{latency}{latency_legend}</section>
 <div class="grid">
 <section><h2>Most asked</h2>{questions}</section>
 <section><h2>Interrupted by the visitor <small>answers cancelled by barge-in</small></h2>

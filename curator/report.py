@@ -13,20 +13,23 @@ from dataclasses import dataclass, field
 
 from curator.store import COLUMNS, OUTCOMES, CuratorStore, TurnRecord
 
-__all__ = ["DayLatency", "Summary", "summarize"]
+__all__ = ["BucketLatency", "Summary", "summarize"]
 
 LIST_ROWS = 25
 SHORT_LIST_ROWS = 8  # the barge-in list sits beside a chart
 TOP_ROWS = 10
 MAX_LATENCY_POINTS = 3000
+HOURLY_UP_TO_S = 2 * 86400.0
 UNANSWERED = ("no_link", "sorry", "misheard", "failed")
 
 
 @dataclass(frozen=True, slots=True)
-class DayLatency:
-    """Time to first audio on one local day: median, 95th percentile, turns measured."""
+class BucketLatency:
+    """Time to first audio in one day or hour: median, 95th percentile, turns measured.
+    ``at`` is the middle of the bucket (Unix seconds), where the chart puts the point."""
 
-    day: str
+    bucket: str
+    at: float
     p50_ms: float
     p95_ms: float
     count: int
@@ -39,29 +42,29 @@ class Summary:
     total: int = 0
     sessions: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
-    per_day: list[tuple[str, dict[str, int]]] = field(default_factory=list)
+    # Turns per outcome in each local day ("YYYY-MM-DD"), or each hour ("YYYY-MM-DD HH") when
+    # ``hourly``: a window of a day or two is read by the hour.
+    hourly: bool = False
+    per_bucket: list[tuple[str, dict[str, int]]] = field(default_factory=list)
     datasets: list[tuple[str, str, int]] = field(default_factory=list)  # title, url, turns
     questions: list[tuple[str, int]] = field(default_factory=list)  # most asked
     latency_points: list[tuple[float, float]] = field(default_factory=list)  # (at, ms)
-    latency_days: list[DayLatency] = field(default_factory=list)
+    latency: list[BucketLatency] = field(default_factory=list)  # per bucket of per_bucket
     recent: list[TurnRecord] = field(default_factory=list)
     unanswered: list[TurnRecord] = field(default_factory=list)
     barge_ins: list[TurnRecord] = field(default_factory=list)
 
 
-def _days(since: float, until: float) -> list[str]:
-    """Every local calendar day from ``since`` to ``until``, so empty days show as gaps."""
-    days: list[str] = []
+def _buckets(since: float, until: float, fmt: str) -> list[str]:
+    """Every local day or hour (``fmt``) from ``since`` to ``until``: empty ones show as gaps."""
+    out: list[str] = []
     t = since
-    while t <= until + 1:
-        day = time.strftime("%Y-%m-%d", time.localtime(t))
-        if not days or days[-1] != day:
-            days.append(day)
+    while t < until + 3600.0:
+        name = time.strftime(fmt, time.localtime(min(t, until)))
+        if not out or out[-1] != name:
+            out.append(name)
         t += 3600.0
-    last = time.strftime("%Y-%m-%d", time.localtime(until))
-    if days[-1] != last:
-        days.append(last)
-    return days
+    return out
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -74,7 +77,9 @@ def summarize(store: CuratorStore, since: float, until: float | None = None) -> 
     """Everything the page needs about the turns from ``since`` on (blocking)."""
     until = time.time() if until is None else until
     cols = ", ".join(COLUMNS)
-    day = "date(at, 'unixepoch', 'localtime')"
+    hourly = until - since <= HOURLY_UP_TO_S
+    fmt = "%Y-%m-%d %H" if hourly else "%Y-%m-%d"
+    bucket = f"strftime('{fmt}', at, 'unixepoch', 'localtime')"
     with store.reader() as db:
         total, sessions = db.execute(
             "SELECT COUNT(*), COUNT(DISTINCT session_id) FROM turns WHERE at >= ?", (since,)
@@ -85,10 +90,10 @@ def summarize(store: CuratorStore, since: float, until: float | None = None) -> 
         ):
             by_outcome[outcome] = n
         counts: dict[str, dict[str, int]] = {
-            d: dict.fromkeys(OUTCOMES, 0) for d in _days(since, until)
+            b: dict.fromkeys(OUTCOMES, 0) for b in _buckets(since, until, fmt)
         }
         for d, outcome, n in db.execute(
-            f"SELECT {day}, outcome, COUNT(*) FROM turns WHERE at >= ? GROUP BY 1, 2", (since,)
+            f"SELECT {bucket}, outcome, COUNT(*) FROM turns WHERE at >= ? GROUP BY 1, 2", (since,)
         ):
             counts.setdefault(d, dict.fromkeys(OUTCOMES, 0))[outcome] = n
         datasets = [
@@ -113,12 +118,13 @@ def summarize(store: CuratorStore, since: float, until: float | None = None) -> 
                 (since, MAX_LATENCY_POINTS),
             )
         )[::-1]
-        per_day_ms: dict[str, list[float]] = {}
-        for d, ms in db.execute(
-            f"SELECT {day}, first_audio_ms FROM turns WHERE at >= ? AND first_audio_ms IS NOT NULL",
+        per_bucket_ms: dict[str, list[float]] = {}
+        for b, ms in db.execute(
+            f"SELECT {bucket}, first_audio_ms FROM turns "
+            "WHERE at >= ? AND first_audio_ms IS NOT NULL",
             (since,),
         ):
-            per_day_ms.setdefault(d, []).append(ms)
+            per_bucket_ms.setdefault(b, []).append(ms)
 
         def rows(where: str, args: tuple[object, ...], limit: int) -> list[TurnRecord]:
             sql = (
@@ -130,9 +136,16 @@ def summarize(store: CuratorStore, since: float, until: float | None = None) -> 
         recent = rows("", (), LIST_ROWS)
         unanswered = rows(f"AND outcome IN ({marks})", UNANSWERED, LIST_ROWS)
         barge_ins = rows("AND outcome = 'barge_in'", (), SHORT_LIST_ROWS)
-    latency_days = [
-        DayLatency(d, _percentile(sorted(v), 50), _percentile(sorted(v), 95), len(v))
-        for d, v in sorted(per_day_ms.items())
+    half = 1800.0 if hourly else 43200.0
+    latency = [
+        BucketLatency(
+            b,
+            min(until, max(since, time.mktime(time.strptime(b, fmt)) + half)),
+            _percentile(sorted(v), 50),
+            _percentile(sorted(v), 95),
+            len(v),
+        )
+        for b, v in sorted(per_bucket_ms.items())
     ]
     return Summary(
         since=since,
@@ -140,11 +153,12 @@ def summarize(store: CuratorStore, since: float, until: float | None = None) -> 
         total=total,
         sessions=sessions,
         by_outcome=by_outcome,
-        per_day=sorted(counts.items()),
+        hourly=hourly,
+        per_bucket=sorted(counts.items()),
         datasets=datasets,
         questions=questions,
         latency_points=points,
-        latency_days=latency_days,
+        latency=latency,
         recent=recent,
         unanswered=unanswered,
         barge_ins=barge_ins,
