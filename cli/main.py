@@ -95,30 +95,30 @@ def _output_sink(args: argparse.Namespace, cfg: Config, *, live: bool) -> AudioS
         return None
 
 
-async def _open_recorder(cfg: Config, source: str) -> Recorder:
-    """The curator's recorder over its database (opened, purged, writer started)."""
+async def _open_recorder(
+    args: argparse.Namespace, cfg: Config, cleanup: contextlib.AsyncExitStack
+) -> Recorder | None:
+    """The curator's recorder (database opened and purged, writer started; closed by
+    ``cleanup``), or None: only real visitors are recorded (the server's sessions, the kiosk
+    microphone), never a one-off --text or --wav run."""
+    if not cfg.curator.enabled or args.text or args.wav:
+        return None
     from curator.recorder import Recorder
     from curator.store import CuratorStore
 
     store = await asyncio.to_thread(CuratorStore.open, cfg.curator)
-    return Recorder(store, source)
+    cleanup.push_async_callback(asyncio.to_thread, store.close)
+    return Recorder(store, "server" if args.serve else "kiosk")
 
 
 async def _run(args: argparse.Namespace, cfg: Config) -> int:
-    live = not (args.text or args.wav or args.serve)
-    # Only real visitors are recorded (the server's sessions, the kiosk microphone), not a
-    # one-off --text or --wav run. A bad database path fails now, before the models load.
-    recorder = None
-    if cfg.curator.enabled and (live or args.serve):
-        recorder = await _open_recorder(cfg, "server" if args.serve else "kiosk")
-    try:
-        return await _run_recorded(args, cfg, recorder)
-    finally:
-        if recorder is not None:
-            await asyncio.to_thread(recorder.store.close)
+    async with contextlib.AsyncExitStack() as cleanup:
+        return await _run_with(args, cfg, cleanup)
 
 
-async def _run_recorded(args: argparse.Namespace, cfg: Config, recorder: Recorder | None) -> int:
+async def _run_with(
+    args: argparse.Namespace, cfg: Config, cleanup: contextlib.AsyncExitStack
+) -> int:
     from voice.exhibit import Exhibit
     from voice.pipeline import Session
     from voice.services import Services
@@ -133,6 +133,8 @@ async def _run_recorded(args: argparse.Namespace, cfg: Config, recorder: Recorde
         # Open the microphone before loading models: a kiosk without one fails in a second.
         mic = MicrophoneSource(cfg.audio.input_device, cfg.audio.frame_ms)
         await mic.__aenter__()
+    # A bad curator.db_path fails here too, before the models load.
+    recorder = await _open_recorder(args, cfg, cleanup)
     services = await Services.load(cfg)
     try:
         exhibit = Exhibit(services.catalog)  # the installation's sphere, shared by its sessions

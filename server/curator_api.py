@@ -91,7 +91,7 @@ class CuratorApi:
                 "any user name and the token as password",
                 WWW_Authenticate='Basic realm="sos-voice curator", charset="UTF-8"',
             )
-        if request.method.upper() not in ("GET", "HEAD"):
+        if request.method.upper() != "GET":
             return _error(405, "method_not_allowed", "the curator view is read-only", Allow="GET")
         url = urlsplit(request.path)
         now = time.time()

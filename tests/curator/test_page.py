@@ -102,8 +102,13 @@ async def hiss(server: Server) -> str:
         return done["transcript"]
 
 
-def get(url: str, auth: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+def get(
+    url: str, auth: str | None = None, post: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url`` (POST ``post`` if given) -> status, headers, body."""
+    request = urllib.request.Request(
+        url, data=post, headers={"Authorization": auth} if auth else {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
             return reply.status, dict(reply.headers), reply.read()
@@ -134,6 +139,8 @@ async def test_curator_page_in_chromium_on_real_sessions(
         assert b"What causes a tsunami" not in body
     status, _, _ = await asyncio.to_thread(get, f"{base}/curator/turns.csv")
     assert status == 401
+    status, _, body = await asyncio.to_thread(get, f"{base}/curator", f"Bearer {TOKEN}", b"{}")
+    assert status == 405 and b"read-only" in body
 
     # CSV with the Bearer token, as a program would fetch it.
     status, headers, body = await asyncio.to_thread(
