@@ -62,7 +62,8 @@ class Recorder:
         """Record ``session``'s turns from now on; returns the function that stops it."""
         return session.subscribe(_SessionTap(self, session))
 
-    def _write(self, session: Session, **fields: object) -> None:
+    def record_turn(self, session: Session, **fields: object) -> None:
+        """Queue one row for ``session``'s turn (``fields``: the TurnRecord's own)."""
         showing = session.showing
         self.store.record(
             TurnRecord(
@@ -108,13 +109,13 @@ class _SessionTap:
             self._done(event)
 
     def _misheard(self) -> None:
-        self._recorder._write(self._session, input="spoken", question="", outcome="misheard")
+        self._recorder.record_turn(self._session, input="spoken", question="", outcome="misheard")
 
     def _done(self, done: ResponseDone) -> None:
         question, kind = self._question or ("", "typed")
         self._question = None
         latencies = done.timings.latencies_ms()
-        self._recorder._write(
+        self._recorder.record_turn(
             self._session,
             input=kind,
             question=question[:MAX_TEXT_CHARS],

@@ -152,7 +152,11 @@ class CuratorStore:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._queue.put(_STOP, timeout=timeout)
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:  # the writer is stuck (a locked file): leave it, it is a daemon
+            log.warning("curator: the writer did not catch up; unwritten turns are lost")
+            return
         thread.join(timeout)
 
     # ----------------------------------------------------------------- writing
@@ -206,7 +210,7 @@ class CuratorStore:
                     if time.monotonic() >= next_purge:
                         self._purge(db)
                         next_purge = time.monotonic() + self.purge_interval_s
-                except sqlite3.Error:  # a full disk loses these rows, not the next ones
+                except Exception:  # a full disk loses these rows, never the writer itself
                     log.exception("curator: could not write %d turn(s) to %s", len(rows), self.path)
                 finally:
                     for _ in batch:
