@@ -102,9 +102,9 @@ class _SessionTap:
             self._question = (event.question, "spoken" if spoken else "typed")
             self._barged = False
         elif isinstance(event, SpeechStarted):
-            # Speech while an answer is in flight: if that answer ends cancelled, the
-            # visitor interrupted it (barge-in), not the client.
-            self._barged = self._question is not None
+            # Speech while an answer is in flight (and barge-in on): if that answer ends
+            # cancelled, the visitor interrupted it, not the client.
+            self._barged = self._question is not None and self._session.settings.barge_in
         elif isinstance(event, ResponseDone) and self._question is not None:
             self._done(event)
 

@@ -131,7 +131,7 @@ async def test_curator_page_in_chromium_on_real_sessions(
     await asyncio.to_thread(store.flush)
 
     base = server.http_url.rstrip("/")
-    # The token is required: none, a wrong one, and a WebSocket-style query are all refused.
+    # The token is required: none, a wrong Bearer and a wrong password are all refused.
     for auth in (None, "Bearer wrong-token-0123456789", basic("wrong-token-0123456789")):
         status, headers, body = await asyncio.to_thread(get, f"{base}/curator", auth)
         assert status == 401, auth
