@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curator.config import CuratorConfig
 from server.config import ServerConfig
 from settings import ConfigError, build, env_overrides, merge, read_toml
 from voice.config import VoiceConfig
@@ -25,9 +26,10 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml
 
 @dataclass(frozen=True)
 class Config(VoiceConfig):
-    """All settings: the voice loop's and the WebSocket service's."""
+    """All settings: the voice loop's, the WebSocket service's and the curator view's."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
+    curator: CuratorConfig = field(default_factory=CuratorConfig)
 
 
 def load_config(

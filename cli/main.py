@@ -31,6 +31,7 @@ from voice.stt import SttError, resolve_model
 from voice.tts import TtsError, resolve_voice
 
 if TYPE_CHECKING:
+    from curator.recorder import Recorder
     from voice.exhibit import Exhibit
     from voice.services import Services
 
@@ -128,7 +129,30 @@ def _check_writable(path: Path) -> None:
         raise ConfigError(f"--out {path}: not allowed to write there")
 
 
+async def _open_recorder(
+    args: argparse.Namespace, cfg: Config, cleanup: contextlib.AsyncExitStack
+) -> Recorder | None:
+    """The curator's recorder (database opened and purged, writer started; closed by
+    ``cleanup``), or None: only real visitors are recorded (the server's sessions, the kiosk
+    microphone), never a one-off --text or --wav run."""
+    if not cfg.curator.enabled or args.text or args.wav:
+        return None
+    from curator.recorder import Recorder
+    from curator.store import CuratorStore
+
+    store = await asyncio.to_thread(CuratorStore.open, cfg.curator)
+    cleanup.push_async_callback(asyncio.to_thread, store.close)
+    return Recorder(store, "server" if args.serve else "kiosk")
+
+
 async def _run(args: argparse.Namespace, cfg: Config) -> int:
+    async with contextlib.AsyncExitStack() as cleanup:
+        return await _run_with(args, cfg, cleanup)
+
+
+async def _run_with(
+    args: argparse.Namespace, cfg: Config, cleanup: contextlib.AsyncExitStack
+) -> int:
     from voice.exhibit import Exhibit
     from voice.pipeline import Session
     from voice.services import Services
@@ -149,6 +173,8 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
         # Open the microphone before loading models: a kiosk without one fails in a second.
         mic = MicrophoneSource(cfg.audio.input_device, cfg.audio.frame_ms)
         await mic.__aenter__()
+    # A bad curator.db_path fails here too, before the models load.
+    recorder = await _open_recorder(args, cfg, cleanup)
     services = await Services.load(cfg)
     try:
         exhibit = Exhibit(services.catalog)  # the installation's sphere, shared by its sessions
@@ -156,9 +182,11 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
         if args.showing:
             exhibit.set(args.showing, source="cli")
         if args.serve:
-            return await _serve(args, cfg, services, exhibit)
+            return await _serve(args, cfg, services, exhibit, recorder)
         sink = _output_sink(args, cfg, live=live)
         session = Session(services, view, output=sink, exhibit=exhibit)
+        if recorder is not None:
+            recorder.attach(session)
         changes: dict[str, object] = {}
         if args.audience:
             changes["audience"] = args.audience
@@ -193,7 +221,11 @@ async def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def _serve(
-    args: argparse.Namespace, cfg: Config, services: Services, exhibit: Exhibit | None = None
+    args: argparse.Namespace,
+    cfg: Config,
+    services: Services,
+    exhibit: Exhibit | None = None,
+    recorder: Recorder | None = None,
 ) -> int:
     from server.app import serve
 
@@ -203,7 +235,16 @@ async def _serve(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     host, port = _address(args, cfg)
-    await serve(cfg, services, cfg.server, host=host, port=port, stop=stop, exhibit=exhibit)
+    await serve(
+        cfg,
+        services,
+        cfg.server,
+        host=host,
+        port=port,
+        stop=stop,
+        exhibit=exhibit,
+        curator=recorder,
+    )
     return 0
 
 

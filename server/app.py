@@ -38,6 +38,7 @@ from server.connection import (
     CLOSE_TRY_LATER,
     Connection,
 )
+from server.curator_api import CSV_PATH, CURATOR_PATH, CuratorApi
 from server.exhibit_api import EXHIBIT_PATH, ExhibitApi
 from server.exhibit_api import METHODS as EXHIBIT_METHODS
 from server.front import front_factory
@@ -66,6 +67,7 @@ from voice.config import VoiceConfig
 from voice.exhibit import Exhibit, ExhibitChange
 
 if TYPE_CHECKING:
+    from curator.recorder import Recorder
     from voice.services import Services
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class Server:
         settings: ServerConfig,
         *,
         exhibit: Exhibit | None = None,
+        curator: Recorder | None = None,
     ) -> None:
         self.config = config
         self.services = services
@@ -99,6 +102,11 @@ class Server:
         self._origins = self.settings.origins()
         self._hosts = self.settings.hosts()
         self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
+        # Records every session's turns for the staff's /curator page (None = not recorded).
+        self.curator = curator
+        self._curator_api = (
+            CuratorApi(curator, self.settings.token, self._origins) if curator is not None else None
+        )
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
         self._web_root = Path(root).expanduser().resolve()
@@ -113,6 +121,9 @@ class Server:
         routes.add("/healthz", self._healthz)
         routes.add("/metrics", self._metrics)
         routes.add(EXHIBIT_PATH, self._exhibit_api.handle, methods=EXHIBIT_METHODS)
+        if self._curator_api is not None:
+            for path in (CURATOR_PATH, CURATOR_PATH + "/", CSV_PATH):
+                routes.add(path, self._curator_api.handle)
         if self.settings.serve_web:
             routes.fallback(self._static)
         return routes
@@ -331,6 +342,8 @@ class Server:
             )
             return
         self._connections.add(conn)
+        if self.curator is not None:
+            self.curator.attach(conn.session)
         self.metrics.session_opened()
         try:
             await conn.run()
@@ -418,10 +431,12 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     exhibit: Exhibit | None = None,
+    curator: Recorder | None = None,
 ) -> None:
     """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound.
-    ``exhibit``: the installation's showing dataset (e.g. from ``--showing``)."""
-    server = Server(config, services, settings, exhibit=exhibit)
+    ``exhibit``: the installation's showing dataset (e.g. from ``--showing``); ``curator``:
+    records the sessions' turns and serves /curator."""
+    server = Server(config, services, settings, exhibit=exhibit, curator=curator)
     await server.start(host, port)
     if ready is not None:
         ready.set()

@@ -108,7 +108,8 @@ class Session:
         self.settings = settings or SessionSettings.from_config(cfg)
         self.settings.validate()
         self._services = services
-        self._emit = emit
+        self._owner_emit = emit
+        self._subscribers: list[Callable[[Event], None]] = []
         self._output = output
         self._frame_ms = cfg.audio.frame_ms
         self._framer = Framer(self._frame_ms)
@@ -121,7 +122,7 @@ class Session:
         self._early: tuple[bytes, asyncio.Future[str]] | None = None
         self.stats = {"early_stt_used": 0, "early_stt_discarded": 0}
         self._turns = TurnQueue(
-            services, emit, self._answer_request, output=output, session_id=self.id
+            services, self._emit, self._answer_request, output=output, session_id=self.id
         )
         self._closed = False
 
@@ -146,6 +147,19 @@ class Session:
     @property
     def history(self) -> tuple[ChatMessage, ...]:
         return self._turns.history
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Also tell ``callback`` every event, after the owner's ``emit`` (synchronously, on the
+        loop). For observers that are not the transport, e.g. the curator's recorder: the
+        server or CLI that created the session attaches them without wrapping ``emit``.
+        Returns the function that unsubscribes it."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
 
     def update(self, **changes: object) -> SessionSettings:
         """Change settings (validated; ValueError on a bad value). VAD state restarts."""
@@ -349,3 +363,12 @@ class Session:
             return early[1]
         self.stats["early_stt_discarded"] += 1
         return None
+
+    def _emit(self, event: Event) -> None:
+        """Every event of this session, in order: the owner first, then the subscribers."""
+        self._owner_emit(event)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # an observer's bug must not end a visitor's turn
+                log.exception("session %s: subscriber %r failed", self.id, subscriber)
