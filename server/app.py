@@ -43,11 +43,13 @@ from server.security import (
     token_ok,
     validate_token,
 )
+from server.sphere_api import SPHERE_PATH, FunctionCallRelay, SphereApi
 from settings import ConfigError
 from voice.config import VoiceConfig
 from voice.exhibit import Exhibit, ExhibitChange
 
 if TYPE_CHECKING:
+    from sphere.service import Sphere
     from voice.services import Services
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class Server:
         settings: ServerConfig,
         *,
         exhibit: Exhibit | None = None,
+        sphere: Sphere | None = None,
     ) -> None:
         self.config = config
         self.services = services
@@ -80,6 +83,9 @@ class Server:
         self._stopping = False
         self._origins = _origins(self.settings)
         self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
+        # The SOS host followed (and maybe driven) for this exhibit; None = not configured.
+        self.sphere = sphere
+        self._sphere_api = SphereApi(sphere, self.settings.token, self._origins) if sphere else None
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
         self._web_root = Path(root).expanduser().resolve()
@@ -162,6 +168,8 @@ class Server:
             return None
         if path == EXHIBIT_PATH:
             return await self._exhibit_api.handle(conn, request)
+        if path == SPHERE_PATH and self._sphere_api is not None:
+            return await self._sphere_api.handle(conn, request)
         if path == "/healthz":
             return json_response(503 if self._stopping else 200, self.health())
         if path == "/metrics":
@@ -239,10 +247,11 @@ class Server:
             )
             return
         model = parse_qs(urlsplit(request.path).query).get("model", [DEFAULT_MODEL])[0][:100]
+        relay = FunctionCallRelay()
         try:
             conn = Connection(
                 ws,
-                services=self.services,
+                services=self._session_services(relay),
                 settings=self.settings,
                 metrics=self.metrics,
                 model=model,
@@ -259,6 +268,7 @@ class Server:
                 kind="server_error",
             )
             return
+        relay.bind(conn.send_event, lambda: conn.mapper.active_response)
         self._connections.add(conn)
         self.metrics.session_opened()
         try:
@@ -267,6 +277,13 @@ class Server:
             log.exception("session %s failed", conn.wire.id)
         finally:
             self._connections.discard(conn)
+
+    def _session_services(self, relay: FunctionCallRelay) -> Services:
+        """The shared services, with the answerer wrapped per session when a sphere is
+        followed: spoken commands drive it (if control is on) and show as function calls."""
+        if self.sphere is None:
+            return self.services
+        return self.sphere.session_services(self.services, relay)
 
     async def _reject(
         self,
@@ -316,10 +333,12 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     exhibit: Exhibit | None = None,
+    sphere: Sphere | None = None,
 ) -> None:
     """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound.
-    ``exhibit``: the installation's showing dataset (e.g. from ``--showing``)."""
-    server = Server(config, services, settings, exhibit=exhibit)
+    ``exhibit``: the installation's showing dataset (e.g. from ``--showing``); ``sphere``: the
+    SOS host it follows (``[sos] host``)."""
+    server = Server(config, services, settings, exhibit=exhibit, sphere=sphere)
     await server.start(host, port)
     if ready is not None:
         ready.set()
