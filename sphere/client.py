@@ -102,7 +102,12 @@ class SosClient:
             await self._connect()
             try:
                 reply = await self._exchange(line)
-            except (OSError, TimeoutError, EOFError, ProtocolError) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                EOFError,
+                ValueError,
+            ) as exc:  # ValueError: ProtocolError, overlong line
                 await self._fail(f"{command}: {_describe(exc)}")
                 raise SosUnavailable(self.last_error) from exc
         if reply.kind == "error":
@@ -119,13 +124,17 @@ class SosClient:
                 f"retrying in {self._retry_at - now:.1f} s"
             )
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self._connect_timeout
-            )
+            async with asyncio.timeout(self._connect_timeout):
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
             reply = await self._exchange(encode(ENABLE))
             if reply.kind == "error":
                 raise ProtocolError(f"the host refused 'enable': {reply.text}")
-        except (OSError, TimeoutError, EOFError, ProtocolError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            EOFError,
+            ValueError,
+        ) as exc:  # ValueError: ProtocolError, overlong line
             await self._fail(f"connect: {_describe(exc)}")
             raise SosUnavailable(self.last_error) from exc
         self._failures = 0
@@ -135,8 +144,10 @@ class SosClient:
     async def _exchange(self, line: bytes) -> Reply:
         assert self._reader is not None and self._writer is not None
         self._writer.write(line)
-        await asyncio.wait_for(self._writer.drain(), self._read_timeout)
-        raw = await asyncio.wait_for(self._reader.readline(), self._read_timeout)
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+        async with asyncio.timeout(self._read_timeout):
+            await self._writer.drain()
+            raw = await self._reader.readline()
         if not raw.endswith(b"\n"):
             raise EOFError("connection closed by the SOS host")
         return parse_reply(raw)
@@ -144,7 +155,7 @@ class SosClient:
     async def _fail(self, why: str) -> None:
         """Drop the connection and schedule the next attempt (jittered exponential back-off)."""
         await self._disconnect(why)
-        delay = min(self._backoff_max, self._backoff_initial * 2.0**self._failures)
+        delay = min(self._backoff_max, self._backoff_initial * 2.0 ** min(self._failures, 32))
         delay *= self._rng.uniform(0.5, 1.0)
         self._failures += 1
         self._retry_at = self._clock() + delay
@@ -158,7 +169,8 @@ class SosClient:
         log.info("sos: disconnected from %s:%d (%s)", self.host, self.port, why)
         writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()
 
 
 def _describe(exc: BaseException) -> str:

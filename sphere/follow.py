@@ -77,8 +77,11 @@ class Follower:
         while True:
             await self.poll_once()
             self._changed.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+            # races its time-out, and this loop must stop when the Sphere is closed.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._changed.wait()
 
     def poke(self) -> None:
         """Poll now (after a control command), not at the next tick."""
