@@ -158,7 +158,8 @@ class SphereControl:
         except (SosUnavailable, SosError) as exc:
             log.warning("sos: %s failed: %s", action, exc)
             return result("unavailable", "Sorry, the sphere isn't answering.", target, str(exc))
-        self.follower.poke()
+        if target is not None:
+            self.follower.played(target.number)
         log.info("sos: %s -> %s", args, target.name if target else "pause")
         if target is None:
             return result("ok", "Pausing the sphere.")

@@ -83,8 +83,10 @@ class Follower:
                 async with asyncio.timeout(self.poll_s):
                     await self._changed.wait()
 
-    def poke(self) -> None:
-        """Poll now (after a control command), not at the next tick."""
+    def played(self, number: int) -> None:
+        """The host accepted ``play number``: show it now (the next command, maybe "next one",
+        must start from it) and poll at once to confirm, not at the next tick."""
+        self._show(number)
         self._changed.set()
 
     async def poll_once(self) -> None:

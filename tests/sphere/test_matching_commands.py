@@ -1,4 +1,5 @@
-"""Clip names find only the right dataset; transcripts are commands only when they are one."""
+"""Clip names find only the right dataset; transcripts are commands only when they are one;
+the rate limit's window slides."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from catalog.datasets import Catalog
 from catalog.retrieval import Retriever
 from sphere.commands import Command, recognize
+from sphere.control import RateLimiter
 from sphere.matching import ClipMatcher
 
 
@@ -56,3 +58,16 @@ def test_commands(text: str, command: Command) -> None:
 )
 def test_questions_are_not_commands(text: str) -> None:
     assert recognize(text) is None
+
+
+def test_rate_limiter_window_slides() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, 10.0, clock=lambda: now[0])
+    assert limiter.take()
+    now[0] = 5.0
+    assert limiter.take() and not limiter.take()
+    now[0] = 9.9
+    assert not limiter.take()
+    now[0] = 10.0  # the first action left the window, the second has not
+    assert limiter.take() and not limiter.take()
+    assert not RateLimiter(0, 10.0).take()  # rate_limit = 0: no actions at all
