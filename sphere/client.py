@@ -91,6 +91,12 @@ class SosClient:
             raise ValueError(f"{command!r} is not a control command")
         return await self._request(command, args)
 
+    async def reset(self, why: str) -> None:
+        """A reply that does not fit its query means the stream is out of step (a late or
+        unprompted line): drop the connection and back off, so the next one starts clean."""
+        async with self._lock:
+            await self._fail(why)
+
     async def aclose(self) -> None:
         async with self._lock:
             await self._disconnect("closed")

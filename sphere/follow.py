@@ -102,8 +102,11 @@ class Follower:
             if stale:
                 await self._read_playlist(count)
             number = await self._current_number()
-        except (SosUnavailable, SosError, ProtocolError) as exc:
+        except (SosUnavailable, SosError) as exc:
             log.debug("sos: poll failed: %s", exc)
+            return
+        except ProtocolError as exc:
+            await self.client.reset(f"unexpected reply: {exc}")
             return
         self._show(number)
 

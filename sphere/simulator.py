@@ -6,7 +6,8 @@ from 1, ``get_all_name_value_pairs`` in Tcl-list form) plus the forms only seen 
 (``get_clip_number``, ``get_clip_info N`` as ``1,Name`` / ``1 Name`` / ``Name``,
 ``get_clip_info *``), selectable, so an installer can compare it with a real host (see
 docs/sphere.md). Fault knobs for tests: drop the connection after some commands, answer slowly,
-answer errors to chosen commands. Every command received is recorded in :attr:`received`.
+answer errors (or garbage) to chosen commands. Every command received is recorded in
+:attr:`received`.
 
     python -m sphere.simulator --port 2468 --clip "Blue Marble" --clip "Hurricane Season - 2005"
 """
@@ -43,6 +44,7 @@ class Faults:
     delay_s: float = 0.0  # before every reply
     drop_after: int = 0  # close the connection after this many commands on it (0 = never)
     error_commands: set[str] = field(default_factory=set)  # answer E04 to these
+    garbled_commands: set[str] = field(default_factory=set)  # answer a line that fits nothing
 
 
 def _tcl_word(value: str) -> str:
@@ -148,6 +150,8 @@ class SosSimulator:
         args = rest.split()
         if command in self.faults.error_commands:
             return ["E04"]
+        if command in self.faults.garbled_commands:
+            return ["%%garbled reply%%"]
         n = len(self.clips)
         try:
             if command == "get_clip_count":

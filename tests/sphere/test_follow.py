@@ -146,3 +146,17 @@ async def test_no_control_command_when_control_is_off(
     await asyncio.sleep(0.2)
     assert simulator.control_commands() == []
     assert simulator.current == 1 and simulator.animating
+
+
+async def test_a_reply_out_of_step_resets_the_connection(
+    simulator: SosSimulator, make_sphere: Any
+) -> None:
+    sphere = await make_sphere(simulator)
+    connects = sphere.client.connects
+    simulator.faults.garbled_commands.add("get_clip_count")
+    assert await eventually(lambda: sphere.client.last_error.startswith("unexpected reply"))
+    assert not sphere._task.done()
+    simulator.faults.garbled_commands.clear()
+    simulator.current = 3
+    assert await eventually(lambda: (slug(sphere.follower.exhibit) or "").startswith("japan"))
+    assert sphere.client.connects > connects
