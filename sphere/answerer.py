@@ -34,7 +34,6 @@ class SphereAnswerer:
         self.control = control
         self.limiter = limiter
         self.on_action = on_action
-        self.actions: list[ActionResult] = []
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
         command = recognize(request.question) if self.control.enabled else None
@@ -44,7 +43,6 @@ class SphereAnswerer:
                     yield event
             return
         result = await self.control.perform(command, self.limiter)
-        self.actions.append(result)
         if self.on_action is not None:
             self.on_action(result)
         yield TextDelta(result.say)
