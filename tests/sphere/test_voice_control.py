@@ -60,8 +60,9 @@ async def test_spoken_commands_drive_the_sphere(
     rec = Recorder()
     session = Session(sphere.session_services(services), rec, exhibit=exhibit)
     try:
-        done = await say(session, rec, "Show me hurricanes.", tmp_path / "a.wav")
-        assert done.status == "completed" and done.text == "Showing: Hurricane Season - 2005."
+        done = await say(session, rec, "Show me the hurricanes.", tmp_path / "a.wav")
+        heard_q = [e.text for e in rec.of(TranscriptReady)]
+        assert done.status == "completed" and done.text == "Showing: Hurricane Season - 2005.", heard_q
         assert simulator.control_commands() == ["play 2"] and simulator.current == 2
         assert exhibit.showing is not None and exhibit.showing.slug == "hurricane-season-2005"
         heard = set(re.findall(r"[a-z0-9]+", spoken(services, rec, done).lower()))
@@ -98,7 +99,7 @@ async def test_spoken_command_with_control_off_is_answered_not_obeyed(
     rec = Recorder()
     session = Session(sphere.session_services(services), rec, exhibit=exhibit)
     try:
-        done = await say(session, rec, "Show me hurricanes.", tmp_path / "a.wav")
+        done = await say(session, rec, "Show me the hurricanes.", tmp_path / "a.wav")
         await say(session, rec, "Next one.", tmp_path / "b.wav")
     finally:
         await session.aclose()
