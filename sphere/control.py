@@ -126,7 +126,9 @@ class SphereControl:
         action, query = command.action, command.query
         args = {"action": action, **({"query": query} if query else {})}
 
-        def result(status: str, say: str, clip: Clip | None = None, detail: str = "") -> Any:
+        def result(
+            status: str, say: str, clip: Clip | None = None, detail: str = ""
+        ) -> ActionResult:
             return ActionResult(action, status, say, query, clip, detail, args)
 
         if not self.enabled:
