@@ -16,6 +16,7 @@ from typing import Any
 from curator.config import CuratorConfig
 from server.config import ServerConfig
 from settings import ConfigError, build, env_overrides, merge, read_toml
+from sphere.config import SosConfig
 from voice.config import VoiceConfig
 
 __all__ = ["DEFAULT_PATH", "ENV_PREFIX", "Config", "ConfigError", "load_config"]
@@ -26,10 +27,12 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml
 
 @dataclass(frozen=True)
 class Config(VoiceConfig):
-    """All settings: the voice loop's, the WebSocket service's and the curator view's."""
+    """All settings: the voice loop's, the WebSocket service's, the curator view's and the
+    sphere's."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
     curator: CuratorConfig = field(default_factory=CuratorConfig)
+    sos: SosConfig = field(default_factory=SosConfig)
 
 
 def load_config(

@@ -1,7 +1,8 @@
 """`sos-voice`: listen and answer on a microphone, a WAV file, typed text, or as a server.
 
 Subcommands with their own arguments are dispatched first: ``sos-voice train …`` and
-``sos-voice eval …`` (training/), ``sos-voice catalog …`` (catalog tools). Everything a kiosk
+``sos-voice eval …`` (training/), ``sos-voice catalog …`` (catalog tools), ``sos-voice sos-sim …``
+(an SOS host simulator, sphere/simulator.py). Everything a kiosk
 operator can get wrong (no sound card, a bad config value, an unknown dataset) ends with one
 clear line and exit status 2, never a traceback.
 """
@@ -32,6 +33,7 @@ from voice.tts import TtsError, resolve_voice
 
 if TYPE_CHECKING:
     from curator.recorder import Recorder
+    from sphere.service import Sphere
     from voice.exhibit import Exhibit
     from voice.services import Services
 
@@ -42,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sos-voice",
         description="Voice assistant for Science On a Sphere exhibits. "
-        "Subcommands: `sos-voice train|eval …` (training), `sos-voice catalog …`.",
+        "Subcommands: `sos-voice train|eval …` (training), `sos-voice catalog …`, "
+        "`sos-voice sos-sim …` (SOS host simulator).",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", metavar="QUESTION", help="answer a typed question (no STT)")
@@ -59,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audience", choices=["kids", "general", "educator"], help="answer style")
     p.add_argument("--host", default=None, help="--serve: address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="--serve: port (default 8765)")
+    p.add_argument("--sos-host", metavar="HOST", help="follow the SOS host ([sos] host)")
     p.add_argument("-v", "--verbose", action="store_true", help="per-turn timings and logs")
     return p
 
@@ -72,7 +76,9 @@ def _config_from_args(args: argparse.Namespace) -> Config:
         audio["output_device"] = str(args.output_device)
     if args.no_play:
         audio["play"] = False
-    return cfg.replace(audio=audio) if audio else cfg
+    if audio:
+        cfg = cfg.replace(audio=audio)
+    return cfg.replace(sos={"host": args.sos_host}) if args.sos_host else cfg
 
 
 def _output_sink(args: argparse.Namespace, cfg: Config, *, live: bool) -> AudioSink | None:
@@ -181,10 +187,16 @@ async def _run_with(
         exhibit.subscribe(lambda c: view.set_showing(c.showing.title if c.showing else ""))
         if args.showing:
             exhibit.set(args.showing, source="cli")
+        sphere = await _start_sphere(cfg, services, exhibit)
         if args.serve:
-            return await _serve(args, cfg, services, exhibit, recorder)
+            try:
+                return await _serve(args, cfg, services, exhibit, recorder, sphere)
+            finally:
+                if sphere is not None:
+                    await sphere.aclose()
         sink = _output_sink(args, cfg, live=live)
-        session = Session(services, view, output=sink, exhibit=exhibit)
+        session_services = sphere.session_services(services) if sphere else services
+        session = Session(session_services, view, output=sink, exhibit=exhibit)
         if recorder is not None:
             recorder.attach(session)
         changes: dict[str, object] = {}
@@ -212,6 +224,8 @@ async def _run_with(
                 await sink.aclose()
             if live:
                 await mic.__aexit__(None, None, None)
+            if sphere is not None:
+                await sphere.aclose()
         if not view.done:
             print("no question was heard", file=sys.stderr)
             return 1
@@ -220,12 +234,24 @@ async def _run_with(
         await services.aclose()
 
 
+async def _start_sphere(cfg: Config, services: Services, exhibit: Exhibit) -> Sphere | None:
+    """Follow the SOS host when ``[sos] host`` (or --sos-host) names one."""
+    if not cfg.sos.host:
+        return None
+    from sphere.service import Sphere
+
+    sphere = Sphere(cfg.sos, exhibit, services.retriever)
+    await sphere.start()
+    return sphere
+
+
 async def _serve(
     args: argparse.Namespace,
     cfg: Config,
     services: Services,
     exhibit: Exhibit | None = None,
     recorder: Recorder | None = None,
+    sphere: Sphere | None = None,
 ) -> int:
     from server.app import serve
 
@@ -244,6 +270,7 @@ async def _serve(
         stop=stop,
         exhibit=exhibit,
         curator=recorder,
+        sphere=sphere,
     )
     return 0
 
@@ -264,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from catalog.cli import main as catalog_main
 
         return catalog_main(argv[1:])
+    if argv and argv[0] == "sos-sim":
+        from sphere.simulator import main as simulator_main
+
+        return simulator_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -62,12 +62,14 @@ from server.security import (
     token_ok,
     validate_token,
 )
+from server.sphere_api import SPHERE_PATH, FunctionCallRelay, SphereApi
 from settings import ConfigError
 from voice.config import VoiceConfig
 from voice.exhibit import Exhibit, ExhibitChange
 
 if TYPE_CHECKING:
     from curator.recorder import Recorder
+    from sphere.service import Sphere
     from voice.services import Services
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class Server:
         *,
         exhibit: Exhibit | None = None,
         curator: Recorder | None = None,
+        sphere: Sphere | None = None,
     ) -> None:
         self.config = config
         self.services = services
@@ -107,6 +110,9 @@ class Server:
         self._curator_api = (
             CuratorApi(curator, self.settings.token, self._origins) if curator is not None else None
         )
+        # The SOS host followed (and maybe driven) for this exhibit; None = not configured.
+        self.sphere = sphere
+        self._sphere_api = SphereApi(sphere, self.settings.token, self._origins) if sphere else None
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
         self._web_root = Path(root).expanduser().resolve()
@@ -124,6 +130,8 @@ class Server:
         if self._curator_api is not None:
             for path in (CURATOR_PATH, CURATOR_PATH + "/", CSV_PATH):
                 routes.add(path, self._curator_api.handle)
+        if self._sphere_api is not None:
+            routes.add(SPHERE_PATH, self._sphere_api.handle, methods=("GET", "POST"))
         if self.settings.serve_web:
             routes.fallback(self._static)
         return routes
@@ -321,10 +329,11 @@ class Server:
             )
             return
         model = parse_qs(urlsplit(request.path).query).get("model", [DEFAULT_MODEL])[0][:100]
+        relay = FunctionCallRelay()
         try:
             conn = Connection(
                 ws,
-                services=self.services,
+                services=self._session_services(relay),
                 settings=self.settings,
                 metrics=self.metrics,
                 model=model,
@@ -341,6 +350,7 @@ class Server:
                 kind="server_error",
             )
             return
+        relay.bind(conn.send_event, lambda: conn.mapper.active_response)
         self._connections.add(conn)
         if self.curator is not None:
             self.curator.attach(conn.session)
@@ -351,6 +361,13 @@ class Server:
             log.exception("session %s failed", conn.wire.id)
         finally:
             self._connections.discard(conn)
+
+    def _session_services(self, relay: FunctionCallRelay) -> Services:
+        """The shared services, with the answerer wrapped per session when a sphere is
+        followed: spoken commands drive it (if control is on) and show as function calls."""
+        if self.sphere is None:
+            return self.services
+        return self.sphere.session_services(self.services, relay)
 
     async def _reject(
         self,
@@ -432,11 +449,13 @@ async def serve(
     stop: asyncio.Event | None = None,
     exhibit: Exhibit | None = None,
     curator: Recorder | None = None,
+    sphere: Sphere | None = None,
 ) -> None:
     """Run the service until ``stop`` is set (forever if None); ``ready`` is set once bound.
     ``exhibit``: the installation's showing dataset (e.g. from ``--showing``); ``curator``:
-    records the sessions' turns and serves /curator."""
-    server = Server(config, services, settings, exhibit=exhibit, curator=curator)
+    records the sessions' turns and serves /curator; ``sphere``: the SOS host it follows
+    (``[sos] host``)."""
+    server = Server(config, services, settings, exhibit=exhibit, curator=curator, sphere=sphere)
     await server.start(host, port)
     if ready is not None:
         ready.set()

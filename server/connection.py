@@ -259,6 +259,10 @@ class Connection:
                 timeout=1.0,  # the close frame is stuck behind the unread data anyway
             )
 
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Send a server event that does not come from the Session (sphere function calls)."""
+        self._put_event(event)
+
     def _put_event(self, event: dict[str, Any]) -> None:
         self._put(Outgoing(dumps({"event_id": new_id("event"), **event})))
 

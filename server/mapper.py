@@ -96,6 +96,11 @@ class RealtimeMapper:
         """Set by the connection while it handles a client event, for synchronous errors."""
 
     # ----------------------------------------------------------------- helpers for the caller
+    @property
+    def active_response(self) -> str | None:
+        """The response the client is being sent now (a sphere action belongs to it)."""
+        return next(iter(self._responses), None)
+
     def user_text_item(self, session_item_id: str, text: str) -> Outgoing:
         """``conversation.item.created`` for a typed question (the Session emits nothing)."""
         item_id = new_id("item")
