@@ -177,7 +177,8 @@ async def open_page(
                     mobile=False,
                 )
                 await page.send("Page.navigate", url=url)
-                loaded = f"location.href.startsWith({json.dumps(url)})"
+                # The page may drop its #fragment (the kiosk page removes #token=...).
+                loaded = f"location.href.startsWith({json.dumps(url.split('#', 1)[0])})"
                 await page.wait_for(f"{loaded} && document.readyState === 'complete'")
                 try:
                     yield page

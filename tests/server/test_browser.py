@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from server.app import Server
+from server.config import ServerConfig
 from tests.server.browser import Page, chromium_path, open_page
 from tests.server.conftest import TOKEN, StartServer
 from tests.speech import espeak_wav
@@ -150,7 +151,8 @@ async def test_page_fake_mic_real_models(real_server: Server, tmp_path: Path) ->
     wav = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", rate=48000, trail_s=2.0)
     async with open_page(real_server.http_url, fake_mic_wav=wav) as page:
         await page.wait_for(f"{STATE} === 'ready'")
-        assert "hold" in (await page.eval("document.querySelector('#talk-help').textContent"))
+        ptt_help = await page.eval("document.querySelector('#talk-help').textContent")
+        assert "hold" in ptt_help.lower()
         await page.click("#handsfree")
         help_text = await page.eval("document.querySelector('#talk-help').textContent")
         assert "hold" not in help_text.lower() and "ask out loud" in help_text.lower()
@@ -183,7 +185,7 @@ async def test_kiosk_never_asks_visitors_for_a_token(
 async def test_page_reconnects_after_a_server_restart(config: Any, services: Any) -> None:
     """A server restart (or a network drop) shows "Reconnecting…" and the page comes back by
     itself on the same address, with its audience choice."""
-    first = Server(config, services)
+    first = Server(config, services, ServerConfig())
     await first.start("127.0.0.1", 0)
     port = int(first.http_url.rstrip("/").rsplit(":", 1)[1])
     second: Server | None = None
@@ -193,7 +195,7 @@ async def test_page_reconnects_after_a_server_restart(config: Any, services: Any
             await page.click(".segments input[value=kids] + span")
             await first.stop()
             await page.wait_for(f"{STATE} === 'offline'")
-            second = Server(config, services)
+            second = Server(config, services, ServerConfig())
             await second.start("127.0.0.1", port)
             await page.wait_for(f"{STATE} === 'ready'", timeout=30)
             conn = next(iter(second._connections))
