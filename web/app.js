@@ -74,7 +74,6 @@
     lastActivity: performance.now(),
     retryMs: 1000,
     retryTimer: 0,
-    locked: false, // the server wants a token this page does not have
   };
 
   // ------------------------------------------------------------------ visible state
@@ -122,7 +121,6 @@
     state.token = ui.token.value.trim();
     sessionStorage.setItem("sos-voice-token", state.token);
     ui.tokenForm.hidden = true;
-    state.locked = false;
     connect().catch(() => {});
   });
 
@@ -196,7 +194,6 @@
     }
     ui.stop.disabled = true;
     if (close.code === 1008 && /token/i.test(close.reason)) {
-      state.locked = true;
       if (options.kiosk) {
         // A visitor cannot fix this: say so plainly, and try again now and then in case the
         // operator fixes the kiosk's address.
@@ -595,6 +592,7 @@
     ui.handsfree.setAttribute("aria-pressed", String(state.handsFree));
     ui.handsfree.textContent = state.handsFree ? "Hands-free: on" : "Hands-free: off";
     ui.talk.disabled = state.handsFree;
+    ui.body.classList.toggle("handsfree", state.handsFree);
     ui.talkHelp.textContent = state.handsFree ? HELP.handsFree : HELP.ptt;
     resetTalk();
   }
