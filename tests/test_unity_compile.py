@@ -94,3 +94,43 @@ def test_every_imported_asset_has_a_unique_meta_file() -> None:
             guids[guid[1]] = relative
         else:
             assert path.with_name(path.name + ".meta").is_file(), f"{relative} has no .meta"
+
+
+BACKOFF_PROBE = """
+using System;
+public static class Probe
+{
+    public static void Main()
+    {
+        var backoff = new SosVoice.Backoff(0.5, 30.0, 7);
+        for (int i = 0; i < 10; i++) Console.WriteLine(backoff.Next().TotalSeconds.ToString("R"));
+        backoff.Reset();
+        Console.WriteLine(backoff.Next().TotalSeconds.ToString("R"));
+    }
+}
+"""
+
+
+@needs_mcs
+@pytest.mark.skipif(shutil.which("mono") is None, reason="mono is not installed (apt mono-runtime)")
+def test_backoff_grows_with_jitter_and_caps(tmp_path: Path) -> None:
+    """Backoff.cs run for real on Mono: 0.5 s doubling to the 30 s cap, each within +-25 %,
+    and back to 0.5 s after Reset()."""
+    probe = tmp_path / "Probe.cs"
+    probe.write_text(BACKOFF_PROBE)
+    exe = tmp_path / "probe.exe"
+    compiled = subprocess.run(
+        ["mcs", "-nologo", f"-out:{exe}", str(probe), str(PACKAGE / "Runtime" / "Backoff.cs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    ran = subprocess.run(["mono", str(exe)], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    delays = [float(line) for line in ran.stdout.split()]
+    for attempt, delay in enumerate(delays[:10]):
+        nominal = min(30.0, 0.5 * 2**attempt)
+        assert 0.75 * nominal <= delay <= min(30.0, 1.25 * nominal), (attempt, delay)
+    assert delays[9] <= 30.0 and delays[9] >= 22.5
+    assert 0.375 <= delays[10] <= 0.625
