@@ -148,7 +148,9 @@ async def open_page(
     binary = chromium_path()
     if binary is None:
         raise RuntimeError("chromium is not installed")
-    with tempfile.TemporaryDirectory(prefix="sos-chromium-") as tmp:
+    # Chromium's helper processes may still write to the profile for a moment after the
+    # browser exits: a leftover file there must not fail the test that used the page.
+    with tempfile.TemporaryDirectory(prefix="sos-chromium-", ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
         flags = [
             *CHROMIUM_FLAGS,

@@ -277,7 +277,8 @@ namespace SosVoice
                 }
                 if (ct.IsCancellationRequested) return;
                 if (started.Elapsed > StableConnection) backoff.Reset();
-                if (closed.Code == 1008 && minter != null) minter.Invalidate(); // refused token: mint a new one
+                // A refused token (1008, or a handshake that failed): mint a new one next time.
+                if ((closed.Code == 1008 || closed.Code == 0) && minter != null) minter.Invalidate();
                 // The server's idle timeout is routine: come back at once (the sphere's dataset
                 // keeps arriving). Anything else waits, longer each time the server stays away.
                 bool idle = closed.Code == 1001 && closed.Reason.IndexOf("idle", StringComparison.OrdinalIgnoreCase) >= 0;
@@ -308,6 +309,12 @@ namespace SosVoice
                 outgoing = frames;
                 socket = ws;
                 var sender = Task.Run(() => SendLoop(ws, frames, connection.Token));
+                // A send that fails (a dropped Wi-Fi link) ends the connection: the receive side
+                // of a half-open TCP connection could otherwise wait for minutes.
+                _ = sender.ContinueWith(t =>
+                {
+                    try { connection.Cancel(); } catch (ObjectDisposedException) { }
+                }, TaskContinuationOptions.OnlyOnFaulted);
                 mainThread.Enqueue(() =>
                 {
                     SendSessionUpdate();
