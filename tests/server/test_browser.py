@@ -21,7 +21,7 @@ import pytest
 from server.app import Server
 from server.config import ServerConfig
 from tests.server.browser import Page, chromium_path, open_page
-from tests.server.conftest import TOKEN, StartServer
+from tests.server.conftest import TOKEN, StartServer, eventually
 from tests.speech import espeak_wav
 
 pytestmark = [
@@ -57,6 +57,12 @@ def rect(selector: str) -> str:
         f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
         ".getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; })()"
     )
+
+
+def sessions(server: Server) -> set[str]:
+    """The ids of the server's live sessions (its private connection set, as conftest's
+    session_of reads it: which session a page talks to is not on the wire)."""
+    return {conn.session.id for conn in server._connections}
 
 
 async def record_states(page: Page) -> None:
@@ -134,10 +140,15 @@ async def test_kiosk_answer_follows_playback_and_resets_when_idle(
         assert not await page.eval(CARD)
         assert await page.eval("document.querySelectorAll('#turns .turn').length") == 2
 
-        # Nobody there: the page starts over for the next visitor, with a new session.
+        # Nobody there: the page starts over for the next visitor, with a new session (the
+        # server forgets this visitor's conversation).
+        visitor = sessions(real_server)
+        assert len(visitor) == 1
         await page.wait_for(visible("#attract"), timeout=20)
         assert await page.eval("document.querySelectorAll('#turns .turn').length") == 0
         await page.wait_for(f"{STATE} === 'ready'")
+        assert await eventually(lambda: len(sessions(real_server)) == 1)
+        assert sessions(real_server).isdisjoint(visitor)
         assert await page.eval(visible("#sphere"))
         await page.screenshot(DOCS / "kiosk-attract.png", full_page=False)
     assert real_server.metrics.turns["completed"] == 2
