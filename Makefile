@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.sos-voice-installed
 APT_PACKAGES := espeak-ng sox libportaudio2
-APT_TEST_PACKAGES := chromium pulseaudio pulseaudio-utils libasound2-plugins
+APT_TEST_PACKAGES := chromium pulseaudio pulseaudio-utils libasound2-plugins mono-mcs libmono-system-net-http4.0-cil systemd
 # CPU torch: the wheel on this machine kind's disk; a GPU machine installs its own CUDA torch
 # first (then TORCH= skips this pin).
 TORCH ?= torch==2.13.0

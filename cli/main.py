@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import signal
@@ -64,7 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="--serve: port (default 8765)")
     p.add_argument("--sos-host", metavar="HOST", help="follow the SOS host ([sos] host)")
     p.add_argument("-v", "--verbose", action="store_true", help="per-turn timings and logs")
+    p.add_argument("--version", action="version", version=f"sos-voice {_version()}")
     return p
+
+
+def _version() -> str:
+    """The installed distribution's version: what an operator quotes in a bug report."""
+    try:
+        return importlib.metadata.version("sos-voice")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:

@@ -1,16 +1,28 @@
-// Ask the Sphere: the browser client of sos-voice (docs/protocol.md).
+// Ask the Sphere: the browser client of sos-voice (docs/protocol.md), built to stand on a kiosk.
 //
 // Speaks the server's OpenAI-Realtime events over one WebSocket, with the binary fast path:
 // microphone audio goes up as raw 16 kHz PCM16 frames, the answer's speech comes down as raw
-// PCM16 at the voice's rate. Text (transcript, answer, catalog link) comes as JSON events.
+// PCM16 at the voice's rate. Text (transcript, answer, catalog link, the dataset on the sphere)
+// comes as JSON events.
+//
+// The visible state (body[data-state]) follows what the visitor hears, not the protocol: an
+// answer is "speaking" until its last audio buffer has played, however early response.done
+// arrived, and the captions light up the answer's words at the pace of the audio. After
+// `idle` seconds without a visitor the page starts over (new session, attract screen).
+//
+// URL options: ?kiosk=1 (no operator controls, never asks for a token), &handsfree=1,
+// &idle=SECONDS (0 = never reset; default 90), &audience=kids|general|educator, and
+// #token=TOKEN (kept in sessionStorage, removed from the address bar).
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const ui = {
-    status: $("status"),
+    body: document.body,
+    statusText: $("status-text"),
     talk: $("talk"),
     talkLabel: $("talk-label"),
+    talkHelp: $("talk-help"),
     handsfree: $("handsfree"),
     stop: $("stop"),
     form: $("ask-form"),
@@ -19,16 +31,35 @@
     tokenForm: $("token-form"),
     token: $("token"),
     turns: $("turns"),
+    attract: $("attract"),
     template: $("turn-template"),
+    sphere: $("sphere"),
+    sphereTitle: $("sphere-title"),
+    sphereImg: $("sphere-img"),
+    audience: document.querySelectorAll('input[name="audience"]'),
   };
-  const MAX_TURNS = 4;
+  const params = new URLSearchParams(location.search);
+  const AUDIENCES = ["kids", "general", "educator"];
+  const options = {
+    kiosk: params.get("kiosk") === "1",
+    handsFree: params.get("handsfree") === "1",
+    idleMs: 1000 * (params.has("idle") ? Math.max(0, Number(params.get("idle")) || 0) : 90),
+    audience: AUDIENCES.includes(params.get("audience")) ? params.get("audience") : "general",
+  };
+  const MAX_TURNS = 3;
   const TAP_MS = 350; // a press shorter than this toggles listening instead of hold-to-talk
+  const CHARS_PER_S = 15; // caption pace until the whole answer's audio length is known
+  const HELP = {
+    ptt: "Hold the button (or the space bar) while you ask, then let go.",
+    handsFree: "Just ask out loud. Pause when you are done and I will answer.",
+  };
 
   const state = {
     ws: null,
     opening: null,
     token: readToken(),
-    handsFree: false,
+    handsFree: options.handsFree,
+    audience: options.audience,
     talking: false,
     pressStart: 0,
     outRate: 22050,
@@ -37,9 +68,41 @@
     playHead: 0,
     acceptAudio: false,
     responseActive: false,
-    turn: null,
-    awaitingTranscript: false,
+    turn: null, // the newest turn on screen
+    responseTurn: null, // the turn the response in progress answers
+    showing: null,
+    lastActivity: performance.now(),
+    retryMs: 1000,
+    retryTimer: 0,
   };
+
+  // ------------------------------------------------------------------ visible state
+  const STATUS = {
+    connecting: () => "Connecting…",
+    ready: () => (state.handsFree ? "Listening for a question" : "Ready"),
+    listening: () => "Listening…",
+    thinking: () => "Thinking…",
+    speaking: () => "Speaking…",
+    offline: () => "Reconnecting…",
+  };
+
+  function setState(name, text) {
+    ui.body.dataset.state = name;
+    ui.statusText.textContent = text || STATUS[name]();
+  }
+
+  // Ready once nothing is left to hear: no response in progress and no audio still queued.
+  function settle() {
+    if (state.responseActive || state.sources.size) return;
+    if (state.talking || ui.body.dataset.state === "listening") return; // the next question
+    ui.stop.disabled = true;
+    if (state.ws) setState("ready");
+    touch();
+  }
+
+  function touch() {
+    state.lastActivity = performance.now();
+  }
 
   // ------------------------------------------------------------------ token
   function readToken() {
@@ -62,13 +125,24 @@
   });
 
   // ------------------------------------------------------------------ connection
+  function sessionSettings() {
+    return {
+      input_audio_format: "pcm16",
+      sos_binary_audio: true,
+      sos_binary_input_sample_rate: 16000,
+      turn_detection: state.handsFree ? serverVad() : null,
+      audience: state.audience,
+    };
+  }
+
   function connect() {
     if (state.ws && state.ws.readyState === WebSocket.OPEN) return Promise.resolve(state.ws);
     if (state.opening) return state.opening;
+    clearTimeout(state.retryTimer);
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const protocols = ["realtime"];
     if (state.token) protocols.push("openai-insecure-api-key." + state.token);
-    setStatus("Connecting…");
+    if (!state.ws) setState("connecting");
     state.opening = new Promise((resolve, reject) => {
       let ws;
       try {
@@ -81,21 +155,15 @@
       ws.binaryType = "arraybuffer";
       ws.onopen = () => {
         state.ws = ws;
-        send({
-          type: "session.update",
-          session: {
-            input_audio_format: "pcm16",
-            sos_binary_audio: true,
-            sos_binary_input_sample_rate: 16000,
-            turn_detection: state.handsFree ? serverVad() : null,
-          },
-        });
+        send({ type: "session.update", session: sessionSettings() });
       };
       ws.onmessage = (message) => {
         if (typeof message.data === "string") {
           const event = JSON.parse(message.data);
           if (event.type === "session.updated" && state.opening) {
             state.opening = null;
+            state.retryMs = 1000;
+            if (!state.responseActive && !state.sources.size) setState("ready");
             resolve(ws);
           }
           onEvent(event);
@@ -106,9 +174,11 @@
       ws.onclose = (close) => {
         const wasOpening = state.opening !== null;
         state.opening = null;
-        if (state.ws === ws) state.ws = null;
-        stopPlayback();
-        onClosed(close);
+        if (state.ws === ws || state.ws === null) {
+          state.ws = null;
+          stopPlayback();
+          onClosed(close);
+        }
         if (wasOpening) reject(new Error(close.reason || "connection closed"));
       };
     });
@@ -117,20 +187,45 @@
 
   function onClosed(close) {
     state.responseActive = false;
+    if (state.responseTurn) {
+      state.responseTurn.captions.complete = true; // no more of it will come
+      renderCaptions(state.responseTurn);
+      state.responseTurn = null;
+    }
     ui.stop.disabled = true;
     if (close.code === 1008 && /token/i.test(close.reason)) {
-      ui.tokenForm.hidden = false;
-      ui.token.focus();
-      setStatus("An access token is needed.");
+      if (options.kiosk) {
+        // A visitor cannot fix this: say so plainly, and try again now and then in case the
+        // operator fixes the kiosk's address.
+        setState("offline", "Resting for now. Please ask a member of staff.");
+        scheduleReconnect(60000);
+      } else {
+        ui.tokenForm.hidden = false;
+        ui.token.focus();
+        setState("offline", "An access token is needed.");
+      }
       return;
     }
-    if (close.code === 1001 && /idle/i.test(close.reason)) {
-      setStatus("Ready. Press “Hold to talk” or type a question.");
-      return;
+    // Idle timeout, a server restart or a network drop: come back quietly, so the page keeps
+    // showing what is on the sphere; back off while the server stays away.
+    const idle = close.code === 1001 && /idle/i.test(close.reason);
+    scheduleReconnect(idle ? 0 : state.retryMs);
+    if (!idle) {
+      setState("offline");
+      state.retryMs = Math.min(state.retryMs * 2, 30000);
     }
-    const why = close.reason ? ` (${close.reason})` : "";
-    setStatus(`Disconnected${why}.`);
-    if (state.handsFree) setTimeout(() => connect().catch(() => {}), 2000);
+  }
+
+  function scheduleReconnect(delayMs) {
+    clearTimeout(state.retryTimer);
+    state.retryTimer = setTimeout(async () => {
+      try {
+        await connect();
+        if (state.handsFree) await startMic();
+      } catch (err) {
+        /* onClosed schedules the next try */
+      }
+    }, delayMs);
   }
 
   function send(event) {
@@ -147,32 +242,33 @@
       case "session.created":
       case "session.updated":
         state.outRate = event.session.sos_binary_output_sample_rate || state.outRate;
+        showSphere(event.session.showing || null);
         break;
       case "input_audio_buffer.speech_started":
         stopPlayback();
         newTurn("…");
-        state.awaitingTranscript = true;
-        setStatus("Listening…");
+        setState("listening");
+        touch();
         break;
       case "input_audio_buffer.speech_stopped":
       case "input_audio_buffer.committed":
-        setStatus("Thinking…");
+        setState("thinking");
         break;
       case "conversation.item.input_audio_transcription.completed":
-        state.awaitingTranscript = false;
         currentTurn().transcript.textContent = event.transcript.trim() || "(nothing heard)";
         break;
       case "response.created":
         state.responseActive = true;
         state.acceptAudio = true;
         state.playHead = 0;
+        state.responseTurn = currentTurn();
         ui.stop.disabled = false;
-        currentTurn().answer.textContent = "";
-        setStatus("Answering…");
+        resetCaptions(state.responseTurn);
+        setState("thinking");
         break;
       case "response.audio_transcript.delta":
       case "response.text.delta":
-        currentTurn().answer.textContent += event.delta;
+        addCaptionText(answering(), event.delta);
         break;
       case "response.done":
         finishResponse(event.response);
@@ -180,7 +276,7 @@
       case "error":
         if (event.error.code === "response_cancel_not_active") break; // a harmless race
         showError(event.error.message);
-        if (!state.responseActive) setStatus(readyText());
+        settle();
         break;
       default:
         break;
@@ -189,9 +285,14 @@
 
   function finishResponse(response) {
     state.responseActive = false;
-    ui.stop.disabled = state.sources.size === 0;
-    const turn = currentTurn();
-    if (response.status !== "completed") turn.answer.classList.add("cancelled");
+    const turn = answering();
+    state.responseTurn = null;
+    const captions = turn.captions;
+    captions.complete = true;
+    if (response.status !== "completed") {
+      turn.answer.classList.add("cancelled");
+      captions.text = captions.text.slice(0, captions.shown); // only what was heard
+    }
     const link = response.sos_link;
     if (link && link.url) {
       turn.card.href = link.url;
@@ -199,13 +300,30 @@
       turn.cardUrl.textContent = link.url;
       turn.card.hidden = false;
     }
-    setStatus(readyText());
+    renderCaptions(turn);
+    settle();
   }
 
-  function readyText() {
-    if (state.handsFree) return "Listening for your question…";
-    return "Ready. Press “Hold to talk” or type a question.";
+  // ------------------------------------------------------------------ now on the sphere
+  function showSphere(showing) {
+    const key = showing ? showing.url : null;
+    if (key === (state.showing && state.showing.url)) return;
+    state.showing = showing;
+    ui.sphere.hidden = !showing;
+    if (!showing) return;
+    ui.sphereTitle.textContent = showing.title;
+    ui.sphereImg.hidden = true; // the globe placeholder shows until a real image has loaded
+    ui.sphereImg.removeAttribute("src");
+    const thumbnail = showing.thumbnail || showing.thumbnail_image;
+    if (thumbnail && /^https?:\/\//.test(thumbnail)) ui.sphereImg.src = thumbnail;
   }
+
+  ui.sphereImg.addEventListener("load", () => {
+    ui.sphereImg.hidden = !(ui.sphereImg.naturalWidth > 0);
+  });
+  ui.sphereImg.addEventListener("error", () => {
+    ui.sphereImg.hidden = true; // unreachable (an offline exhibit hall): keep the placeholder
+  });
 
   // ------------------------------------------------------------------ conversation view
   function newTurn(transcript) {
@@ -214,13 +332,19 @@
       node,
       transcript: node.querySelector(".transcript"),
       answer: node.querySelector(".answer"),
+      spoken: node.querySelector(".spoken"),
+      unspoken: node.querySelector(".unspoken"),
       card: node.querySelector(".card"),
       cardTitle: node.querySelector(".card-title"),
       cardUrl: node.querySelector(".card-url"),
+      captions: null,
     };
+    resetCaptions(turn);
     turn.transcript.textContent = transcript;
     ui.turns.prepend(node);
     while (ui.turns.children.length > MAX_TURNS) ui.turns.lastElementChild.remove();
+    ui.attract.hidden = true;
+    ui.turns.parentElement.scrollTop = 0;
     state.turn = turn;
     return turn;
   }
@@ -229,8 +353,9 @@
     return state.turn || newTurn("");
   }
 
-  function setStatus(text) {
-    ui.status.textContent = text;
+  // A barge-in starts the next turn before the cancelled answer's response.done arrives.
+  function answering() {
+    return state.responseTurn || currentTurn();
   }
 
   function showError(message) {
@@ -238,6 +363,45 @@
     ui.error.hidden = false;
     clearTimeout(showError.timer);
     showError.timer = setTimeout(() => (ui.error.hidden = true), 8000);
+  }
+
+  // ------------------------------------------------------------------ captions
+  // The server streams the answer's text ahead of its audio. The words light up at the pace
+  // of what has been played: an estimated pace while audio still arrives, the exact one
+  // (characters / seconds of audio) once the whole answer is in, so the last word lights up
+  // as the last sound plays.
+  function resetCaptions(turn) {
+    turn.captions = { text: "", shown: 0, audioS: 0, startAt: null, gapS: 0, complete: false };
+    renderCaptions(turn);
+  }
+
+  function addCaptionText(turn, delta) {
+    turn.captions.text += delta;
+    renderCaptions(turn);
+  }
+
+  function renderCaptions(turn) {
+    const c = turn.captions;
+    const ctx = state.audio && state.audio.ctx;
+    let shown = c.text.length;
+    if (c.startAt === null) {
+      if (!c.complete) shown = 0; // the voice has not started yet
+    } else if (ctx && ctx.state === "running" && (state.sources.size || !c.complete)) {
+      const now = Math.min(ctx.currentTime, c.startAt + c.audioS + c.gapS);
+      const played = Math.max(0, now - c.startAt - c.gapS);
+      const pace = c.complete && c.audioS > 0 ? c.text.length / c.audioS : CHARS_PER_S;
+      shown = Math.min(c.text.length, Math.floor(played * pace));
+      const space = c.text.indexOf(" ", shown); // whole words only
+      shown = shown === 0 ? 0 : space < 0 ? c.text.length : space;
+    }
+    c.shown = Math.max(c.shown, Math.min(shown, c.text.length));
+    turn.spoken.textContent = c.text.slice(0, c.shown);
+    turn.unspoken.textContent = c.text.slice(c.shown);
+  }
+
+  function captionTick() {
+    const turn = state.responseTurn || state.turn;
+    if (turn && turn.captions.shown < turn.captions.text.length) renderCaptions(turn);
   }
 
   // ------------------------------------------------------------------ audio out
@@ -258,19 +422,29 @@
     source.buffer = buffer;
     source.connect(ctx.destination);
     const start = Math.max(ctx.currentTime + 0.05, state.playHead);
+    const captions = answering().captions;
+    if (captions.startAt === null) captions.startAt = start;
+    else captions.gapS += start - state.playHead; // the audio ran dry for a moment
     source.start(start);
     state.playHead = start + buffer.duration;
     state.sources.add(source);
+    captions.audioS += buffer.duration;
     ui.stop.disabled = false;
+    if (ui.body.dataset.state !== "speaking") setState("speaking");
     source.onended = () => {
       state.sources.delete(source);
-      if (!state.sources.size && !state.responseActive) ui.stop.disabled = true;
+      touch();
+      if (!state.sources.size) {
+        renderCaptions(answering());
+        settle();
+      }
     };
   }
 
   function stopPlayback() {
     state.acceptAudio = false;
     for (const source of state.sources) {
+      source.onended = null;
       try {
         source.stop();
       } catch (err) {
@@ -345,6 +519,7 @@
     if (state.talking || state.handsFree) return;
     state.talking = true;
     state.pressStart = performance.now();
+    touch();
     ui.talk.setAttribute("aria-pressed", "true");
     ui.talkLabel.textContent = "Listening… let go to ask";
     interrupt();
@@ -353,7 +528,7 @@
       await startMic();
       send({ type: "input_audio_buffer.clear" });
       newTurn("…");
-      setStatus("Listening…");
+      setState("listening");
     } catch (err) {
       resetTalk();
       showError(err.message || String(err));
@@ -365,13 +540,13 @@
     resetTalk();
     send({ type: "input_audio_buffer.commit" });
     send({ type: "response.create" });
-    setStatus("Thinking…");
+    setState("thinking");
   }
 
   function resetTalk() {
     state.talking = false;
     ui.talk.setAttribute("aria-pressed", "false");
-    ui.talkLabel.textContent = "Hold to talk";
+    ui.talkLabel.textContent = state.handsFree ? "Just ask" : "Hold to talk";
   }
 
   function press() {
@@ -398,8 +573,9 @@
     if (event.detail === 0) press();
   });
 
-  const typing = (target) => target instanceof HTMLInputElement;
+  const typing = (target) => target instanceof HTMLInputElement && target.type !== "radio";
   document.addEventListener("keydown", (event) => {
+    touch();
     if (event.code !== "Space" || event.repeat || typing(event.target)) return;
     event.preventDefault();
     press();
@@ -409,20 +585,26 @@
     event.preventDefault();
     release();
   });
+  document.addEventListener("pointerdown", touch, { capture: true });
 
   // ------------------------------------------------------------------ hands-free
-  ui.handsfree.addEventListener("click", async () => {
-    state.handsFree = !state.handsFree;
+  function showMode() {
     ui.handsfree.setAttribute("aria-pressed", String(state.handsFree));
     ui.handsfree.textContent = state.handsFree ? "Hands-free: on" : "Hands-free: off";
     ui.talk.disabled = state.handsFree;
+    ui.body.classList.toggle("handsfree", state.handsFree);
+    ui.talkHelp.textContent = state.handsFree ? HELP.handsFree : HELP.ptt;
     resetTalk();
-    if (state.handsFree) ui.talkLabel.textContent = "Hands-free: just ask";
+  }
+
+  ui.handsfree.addEventListener("click", async () => {
+    state.handsFree = !state.handsFree;
+    showMode();
     try {
       await connect();
       send({ type: "session.update", session: { turn_detection: state.handsFree ? serverVad() : null } });
       if (state.handsFree) await startMic();
-      setStatus(readyText());
+      settle();
     } catch (err) {
       showError(err.message || String(err));
     }
@@ -430,17 +612,34 @@
 
   ui.stop.addEventListener("click", () => {
     interrupt();
-    ui.stop.disabled = true;
-    setStatus(readyText());
+    const turn = state.turn;
+    if (turn) {
+      turn.answer.classList.add("cancelled");
+      turn.captions.text = turn.captions.text.slice(0, turn.captions.shown);
+      renderCaptions(turn);
+    }
+    state.responseActive = false;
+    settle();
   });
 
+  // ------------------------------------------------------------------ audience
+  function showAudience() {
+    for (const input of ui.audience) input.checked = input.value === state.audience;
+  }
+
+  for (const input of ui.audience) {
+    input.addEventListener("change", () => {
+      if (!input.checked) return;
+      state.audience = input.value;
+      send({ type: "session.update", session: { audience: state.audience } });
+    });
+  }
+
   // ------------------------------------------------------------------ typed questions
-  ui.form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const text = ui.question.value.trim();
-    if (!text) return;
+  async function askTyped(text) {
     interrupt();
     audioContext(); // unlock audio playback inside the user's gesture
+    touch();
     try {
       await connect();
     } catch (err) {
@@ -453,9 +652,63 @@
       item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
     });
     send({ type: "response.create" });
+    setState("thinking");
+  }
+
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = ui.question.value.trim();
+    if (!text) return;
     ui.question.value = "";
-    setStatus("Thinking…");
+    askTyped(text);
   });
 
-  connect().catch(() => {});
+  for (const example of document.querySelectorAll(".example")) {
+    example.addEventListener("click", () => askTyped(example.textContent.trim()));
+  }
+
+  // ------------------------------------------------------------------ idle reset
+  // The next visitor gets a clean screen and a new session (the server forgets the last
+  // visitor's conversation with it), the default audience, and the attract screen.
+  function idleCheck() {
+    const busy =
+      state.talking || state.responseActive || state.sources.size || ui.body.dataset.state === "listening";
+    if (busy) touch();
+    const idleFor = performance.now() - state.lastActivity;
+    if (!options.idleMs || busy || idleFor < options.idleMs || !state.turn) return;
+    startOver();
+  }
+
+  function startOver() {
+    state.turn = null;
+    ui.turns.replaceChildren();
+    ui.attract.hidden = false;
+    ui.question.value = "";
+    ui.error.hidden = true;
+    state.audience = options.audience;
+    showAudience();
+    const ws = state.ws;
+    if (ws) {
+      state.ws = null;
+      ws.onclose = null; // our own close: no "reconnecting" for it
+      ws.close(1000, "new visitor");
+    }
+    touch();
+    connect()
+      .then(() => (state.handsFree ? startMic() : null))
+      .catch(() => {});
+  }
+
+  // ------------------------------------------------------------------ start
+  if (options.kiosk) {
+    ui.body.classList.add("kiosk");
+    document.addEventListener("contextmenu", (event) => event.preventDefault());
+  }
+  showMode();
+  showAudience();
+  setInterval(idleCheck, 1000);
+  setInterval(captionTick, 100);
+  connect()
+    .then(() => (state.handsFree ? startMic() : null))
+    .catch(() => {});
 })();

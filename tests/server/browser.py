@@ -33,7 +33,6 @@ CHROMIUM_FLAGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
-    "--window-size=900,1300",
     "--remote-debugging-port=0",
     "--remote-allow-origins=*",
 ]
@@ -110,8 +109,11 @@ class Page:
                 "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
             )
 
-    async def screenshot(self, path: Path) -> Path:
-        data = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    async def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
+        """A PNG of the whole page, or with ``full_page=False`` of what the screen shows."""
+        data = await self.send(
+            "Page.captureScreenshot", format="png", captureBeyondViewport=full_page
+        )
         path.write_bytes(base64.b64decode(data["data"]))
         return path
 
@@ -138,14 +140,23 @@ def _devtools_port(profile: Path, proc: subprocess.Popen[bytes], timeout: float)
 
 
 @contextlib.asynccontextmanager
-async def open_page(url: str, *, fake_mic_wav: Path | None = None) -> AsyncIterator[Page]:
-    """Start headless Chromium on ``url`` (with ``fake_mic_wav`` as the microphone)."""
+async def open_page(
+    url: str, *, fake_mic_wav: Path | None = None, window: tuple[int, int] = (900, 1300)
+) -> AsyncIterator[Page]:
+    """Start headless Chromium on ``url`` (with ``fake_mic_wav`` as the microphone) in a
+    ``window`` of (width, height) CSS pixels."""
     binary = chromium_path()
     if binary is None:
         raise RuntimeError("chromium is not installed")
-    with tempfile.TemporaryDirectory(prefix="sos-chromium-") as tmp:
+    # Chromium's helper processes may still write to the profile for a moment after the
+    # browser exits: a leftover file there must not fail the test that used the page.
+    with tempfile.TemporaryDirectory(prefix="sos-chromium-", ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
-        flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        flags = [
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={window[0]},{window[1]}",
+        ]
         if fake_mic_wav is not None:
             flags.append(f"--use-file-for-fake-audio-capture={fake_mic_wav}%noloop")
         proc = subprocess.Popen(
@@ -159,8 +170,17 @@ async def open_page(url: str, *, fake_mic_wav: Path | None = None) -> AsyncItera
                 page = Page(ws)
                 await page.send("Runtime.enable")
                 await page.send("Page.enable")
+                # The window's own size includes (invisible) browser chrome: pin the viewport.
+                await page.send(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=window[0],
+                    height=window[1],
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 await page.send("Page.navigate", url=url)
-                loaded = f"location.href.startsWith({json.dumps(url)})"
+                # The page may drop its #fragment (the kiosk page removes #token=...).
+                loaded = f"location.href.startsWith({json.dumps(url.split('#', 1)[0])})"
                 await page.wait_for(f"{loaded} && document.readyState === 'complete'")
                 try:
                     yield page
