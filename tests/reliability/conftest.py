@@ -48,6 +48,7 @@ class FaultyAnswerer:
     def __init__(self, inner: Any, *, fail_calls: set[int], after_deltas: int = 2) -> None:
         self.inner = inner
         self.name = f"faulty({inner.name})"
+        self.generative = inner.generative
         self.fail_calls = fail_calls
         self.after_deltas = after_deltas
         self.calls = 0
