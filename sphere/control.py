@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.retrieval import Retriever, analyze
+from catalog.retrieval import Retriever
+from catalog.terms import analyze
 from sphere.client import ControlDisabled, SosClient, SosError, SosUnavailable
 from sphere.commands import Command
 from sphere.follow import Clip, Follower

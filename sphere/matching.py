@@ -11,7 +11,8 @@ dataset is worse than not knowing.
 from __future__ import annotations
 
 from catalog.datasets import Catalog, CatalogEntry, CatalogError
-from catalog.retrieval import Retriever, analyze
+from catalog.retrieval import Retriever
+from catalog.terms import analyze
 
 __all__ = ["ClipMatcher"]
 

@@ -25,7 +25,9 @@ from bench.retrieval import (
     question_only_set,
 )
 from catalog.datasets import Catalog
-from catalog.retrieval import Retriever, analyze, embeddings_available, query_terms
+from catalog.embeddings import embeddings_available
+from catalog.retrieval import Retriever
+from catalog.terms import analyze, query_terms
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,7 @@ def test_modes_are_checked(catalog: Catalog) -> None:
 
 
 def test_catalog_embeddings_are_cached_by_content(tmp_path: Path) -> None:
-    from catalog.retrieval import MiniLMEmbedder, cached_encode
+    from catalog.embeddings import MiniLMEmbedder, cached_encode
 
     embedder = MiniLMEmbedder()
     texts = ["Tsunami locations", "Hurricane tracks", "Sea ice extent"]

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from catalog.datasets import Catalog, CatalogEntry
 from catalog.grounding import build_grounding, is_deictic
 from catalog.quiz_bank import QuizBank
-from catalog.retrieval import Retriever, analyze
+from catalog.retrieval import Retriever
+from catalog.terms import analyze
 from llm.base import Answerer, AnswerEvent, AnswerRequest, Link, TextDelta
 from llm.educator.activities import ActivityWriter, activity_hint
 from llm.educator.intents import (
