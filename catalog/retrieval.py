@@ -21,8 +21,9 @@ so that callers can tell "no good match" from "clearly this dataset" with the th
 :class:`Thresholds`, which ``bench/retrieval.py`` measured on the SOS Q&A data.
 
 The analyzer (stemming, morphology, synonyms) is :mod:`catalog.terms`; the encoder and its
-cache are :mod:`catalog.embeddings`. Everything built here is immutable after ``__init__``; the only shared mutable thing, the
-encoder's tokenizer, is behind a lock. So one Retriever serves all sessions and threads.
+cache are :mod:`catalog.embeddings`. Everything built here is immutable after ``__init__``; the
+only shared mutable thing, the encoder's tokenizer, is behind a lock. So one Retriever serves
+all sessions and threads.
 """
 
 from __future__ import annotations

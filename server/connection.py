@@ -126,7 +126,7 @@ class Connection:
                 create_response=True,
                 interrupt_response=cfg.pipeline.barge_in,
             ),
-            showing_entry=_showing_pair(self.session.showing),
+            showing_entry=_showing_entry(self.session.showing),
         )
         self.mapper = RealtimeMapper(lambda: self.wire)
         self.queue = SendQueue(settings.send_queue_bytes)
@@ -373,7 +373,7 @@ class Connection:
             except ValueError as exc:
                 raise ProtocolError("invalid_value", str(exc), event_id=event_id) from None
         # The effective dataset: this headset's own, else the installation's (null = follow it).
-        new = dataclasses.replace(new, showing_entry=_showing_pair(self.session.showing))
+        new = dataclasses.replace(new, showing_entry=_showing_entry(self.session.showing))
         if new.input_audio_sample_rate != self.wire.input_audio_sample_rate:
             self._inputs["json"] = PcmStream(new.input_audio_sample_rate, SAMPLE_RATE)
         if new.binary_input_sample_rate != self.wire.binary_input_sample_rate:
@@ -389,7 +389,7 @@ class Connection:
         with ``session.updated``."""
         if self._closing or self.session.settings.showing is not None:
             return
-        showing = _showing_pair(self.session.showing)
+        showing = _showing_entry(self.session.showing)
         if showing != self.wire.showing_entry:
             self.wire = dataclasses.replace(self.wire, showing_entry=showing)
             self._put_event({"type": "session.updated", "session": self.wire.to_wire()})
@@ -419,8 +419,9 @@ class Connection:
             self._active()
 
 
-def _showing_pair(entry: CatalogEntry | None) -> tuple[str, str] | None:
-    return (entry.url, entry.title) if entry is not None else None
+def _showing_entry(entry: CatalogEntry | None) -> tuple[str, str, str] | None:
+    """What the client is told of the showing dataset: its page, title and thumbnail image."""
+    return (entry.url, entry.title, entry.thumbnail) if entry is not None else None
 
 
 def _voice_name(tts: TtsConfig) -> str:

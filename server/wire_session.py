@@ -97,7 +97,7 @@ class WireSession:
     """The session as the client sees it (``session.created`` / ``session.updated``).
 
     ``showing`` is what the client asked for; the connection resolves it against the catalog
-    and stores the entry's (url, title) in ``showing_entry``.
+    and stores the entry's (url, title, thumbnail) in ``showing_entry``.
     """
 
     id: str
@@ -112,7 +112,7 @@ class WireSession:
     binary_audio: bool = False
     binary_input_sample_rate: int = BINARY_INPUT_RATE
     audience: str = "general"
-    showing_entry: tuple[str, str] | None = None
+    showing_entry: tuple[str, str, str] | None = None  # url, title, thumbnail (may be "")
     temperature: float = 0.8
     max_response_output_tokens: int | str = "inf"
 
@@ -123,7 +123,10 @@ class WireSession:
     def to_wire(self) -> dict[str, Any]:
         showing = None
         if self.showing_entry is not None:
-            showing = {"url": self.showing_entry[0], "title": self.showing_entry[1]}
+            url, title, thumbnail = self.showing_entry
+            showing = {"url": url, "title": title}
+            if thumbnail:
+                showing["thumbnail"] = thumbnail
         return {
             "id": self.id,
             "object": "realtime.session",

@@ -119,6 +119,10 @@ async def test_switching_the_exhibit_over_http_changes_every_session(real_server
         async with client(real_server) as late:
             created = await next_event(late)
             assert created["session"]["showing"]["url"] == TSUNAMI
+            # With the catalog's thumbnail, for the kiosk page's header.
+            entry = real_server.services.catalog.resolve(TSUNAMI)
+            assert entry.thumbnail.startswith("https://")
+            assert created["session"]["showing"]["thumbnail"] == entry.thumbnail
 
 
 async def test_a_headset_override_applies_to_that_headset_only(real_server: Server) -> None:
