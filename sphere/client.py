@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 __all__ = ["ControlDisabled", "SosClient", "SosError", "SosUnavailable"]
 
 
+# What a broken or confused link raises: the socket, a timeout, the host hanging up, and
+# ValueError (a ProtocolError or an overlong line).
+LINK_ERRORS = (OSError, TimeoutError, EOFError, ValueError)
+
+
 class SosUnavailable(ConnectionError):
     """The host cannot be reached now (down, slow, backing off); try again later."""
 
@@ -108,12 +113,7 @@ class SosClient:
             await self._connect()
             try:
                 reply = await self._exchange(line)
-            except (
-                OSError,
-                TimeoutError,
-                EOFError,
-                ValueError,
-            ) as exc:  # ValueError: ProtocolError, overlong line
+            except LINK_ERRORS as exc:
                 await self._fail(f"{command}: {_describe(exc)}")
                 raise SosUnavailable(self.last_error) from exc
         if reply.kind == "error":
@@ -135,12 +135,7 @@ class SosClient:
             reply = await self._exchange(encode(ENABLE))
             if reply.kind == "error":
                 raise ProtocolError(f"the host refused 'enable': {reply.text}")
-        except (
-            OSError,
-            TimeoutError,
-            EOFError,
-            ValueError,
-        ) as exc:  # ValueError: ProtocolError, overlong line
+        except LINK_ERRORS as exc:
             await self._fail(f"connect: {_describe(exc)}")
             raise SosUnavailable(self.last_error) from exc
         self._failures = 0
