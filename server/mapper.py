@@ -63,6 +63,7 @@ DROP_CODES = {"overrun": "input_audio_turn_dropped", "too_long": "input_audio_tu
 CANCEL_REASONS = {"client": "client_cancelled", "barge_in": "turn_detected", "closed": "closed"}
 MAX_ITEMS = 200
 """Items kept for ``conversation.item.retrieve``: far more than the answerer's history."""
+MAX_PENDING_MODALITIES = 8
 # Events whose ``item`` is remembered (the latest state of each item wins).
 ITEM_EVENTS = frozenset({"conversation.item.created", "response.output_item.done"})
 
@@ -124,6 +125,8 @@ class RealtimeMapper:
         """``response.create`` asked for its own output modalities: ``("text",)`` streams no
         audio for that response, whatever the session's modalities."""
         self._modalities[response_id] = "audio" if "audio" in modalities else "text"
+        while len(self._modalities) > MAX_PENDING_MODALITIES:  # asked for, never started
+            del self._modalities[next(iter(self._modalities))]
 
     def retrieve(self, item_id: str) -> list[Outgoing] | None:
         """``conversation.item.retrieved`` for an item the client was told about, else None.

@@ -14,7 +14,9 @@ import pytest
 from server.ga_session import parse_update, session_object, update_dialect
 from server.mapper import RealtimeMapper
 from server.protocol import ProtocolError, ResponseCreate, parse_client_event
+from server.sphere_api import function_call_events
 from server.wire_session import EAGERNESS_SILENCE_MS, WireSession
+from sphere.control import ActionResult
 from tests.server.sdk_types import check_beta, check_ga
 from voice.events import (
     InputCommitted,
@@ -213,3 +215,23 @@ def test_retrieve_and_clear_output_audio() -> None:
     assert mapper.clear_output_audio() == "r9"
     assert mapper.map(ResponseAudio("r9", pcm=b"\x00\x01" * 2400, sample_rate=24000)) == []
     assert mapper.map(ResponseTextDelta(response_id="r9", text="Still here."))
+
+
+def test_sphere_function_calls_in_both_shapes() -> None:
+    """The server's own function calls (a sphere action) go through the same translation."""
+    result = ActionResult(
+        "play", "ok", "Showing hurricanes.", query="hurricanes", arguments={"action": "play"}
+    )
+    for dialect, check in (("ga", check_ga), ("beta", check_beta)):
+        state = wire(dialect=dialect)
+        mapper = RealtimeMapper(lambda state=state: state)
+        out = [m for e in function_call_events(result, "resp_1") for m in mapper.render(e)]
+        events = [json.loads(m.data) for m in out]
+        for event in events:
+            check(event)
+        kinds = [e["type"] for e in events]
+        assert "response.function_call_arguments.done" in kinds
+        added = "conversation.item.added" if dialect == "ga" else "conversation.item.created"
+        assert added in kinds
+        output = next(e for e in events if e["type"] == added)["item"]
+        assert mapper.knows_item(output["id"])  # retrievable like any item
