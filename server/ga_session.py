@@ -158,7 +158,7 @@ def _beta_form(session: dict[str, Any], event_id: str | None) -> dict[str, Any]:
             out[name] = value  # shared keys and SOS extensions; checked by the beta parser
     if "output_modalities" in session:
         mods = session["output_modalities"]
-        if not isinstance(mods, list) or not mods or not set(mods) <= {"text", "audio"}:
+        if not isinstance(mods, list) or not mods or not all(m in ("text", "audio") for m in mods):
             raise _fail(
                 "invalid_value",
                 "session.output_modalities must be ['audio'] or ['text']",

@@ -219,7 +219,7 @@ def _response_modalities(
         )
     name, dialect = given[0]
     mods = response[name]
-    if not isinstance(mods, list) or not mods or not set(mods) <= {"text", "audio"}:
+    if not isinstance(mods, list) or not mods or not all(m in ("text", "audio") for m in mods):
         raise ProtocolError(
             "invalid_value",
             f"response.{name} must be a list of 'text' and/or 'audio'",

@@ -263,7 +263,7 @@ def _turn_detection(
     changes: dict[str, Any] = {"type": kind}
     if kind == "semantic_vad":
         eagerness = value.get("eagerness", "auto")
-        if eagerness not in EAGERNESS_SILENCE_MS:
+        if not isinstance(eagerness, str) or eagerness not in EAGERNESS_SILENCE_MS:
             raise ProtocolError(
                 "invalid_value",
                 f"{param}.eagerness must be one of low, medium, high, auto",

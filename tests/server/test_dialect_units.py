@@ -109,6 +109,24 @@ def test_before_the_client_shows_its_shape_the_session_object_has_both() -> None
             "invalid_value",
             "session.output_modalities",
         ),
+        (
+            {"type": "realtime", "output_modalities": [["text"]]},
+            "invalid_value",
+            "session.output_modalities",
+        ),
+        (
+            {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": [1]}}},
+            },
+            "invalid_value",
+            "session.audio.input.turn_detection.eagerness",
+        ),
+        (
+            {"type": "realtime", "audio": {"output": {"voice": {"name": "x"}}}},
+            "invalid_value",
+            "session.audio.output.voice",
+        ),
     ],
 )
 def test_ga_update_errors_name_the_ga_parameter(

@@ -49,6 +49,7 @@ def wire(**kw: object) -> WireSession:
         ('{"type": "transcription_session.update"}', "unsupported_event"),
         ('{"type": "conversation.item.delete"}', "invalid_value"),  # no item_id
         ('{"type": "response.create", "response": {"output_modalities": "text"}}', "invalid_value"),
+        ('{"type": "response.create", "response": {"modalities": [["text"]]}}', "invalid_value"),
         ('{"type": "input_audio_buffer.append", "audio": "###"}', "invalid_audio"),
         ('{"type": "input_audio_buffer.append", "audio": "AAE="}', "invalid_audio"),  # 2 bytes ok?
         (
