@@ -201,3 +201,35 @@ async def test_beta_sdk_text_only_response_keeps_beta_names(server: Server) -> N
         await conn.conversation.item.retrieve(item_id=item["id"])
         (retrieved,) = await read_until(conn, "conversation.item.retrieved", check_beta)
         assert retrieved["item"]["content"][0]["text"] == done["output"][0]["content"][0]["text"]
+
+
+async def test_ga_output_audio_buffer_clear_mid_response_still_ends_in_response_done(
+    server: Server,
+) -> None:
+    """``output_audio_buffer.clear`` while an answer is spoken: no audio after
+    ``output_audio_buffer.cleared``, and the response still ends in one ``response.done``."""
+    async with sdk_client(server).realtime.connect(model="sos-voice") as conn:
+        await read_until(conn, "session.created", check_ga)
+        await conn.session.update(session={"type": "realtime", "instructions": ""})
+        await read_until(conn, "session.updated", check_ga)
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Where do hurricanes form?"}],
+            }
+        )
+        await conn.response.create()
+        before = await read_until(conn, "response.output_audio.delta", check_ga)
+        await conn.output_audio_buffer.clear()
+        events = await read_until(conn, "response.done", check_ga)
+        if not of_type(events, "output_audio_buffer.cleared"):  # the answer was quicker
+            events += await read_until(conn, "output_audio_buffer.cleared", check_ga)
+        types = [e["type"] for e in events]
+        cleared = types.index("output_audio_buffer.cleared")
+        assert "response.output_audio.delta" not in types[cleared:], types
+        assert types.count("response.done") == 1
+        done = of_type(events, "response.done")[0]["response"]
+        assert events[cleared]["response_id"] == done["id"]
+        assert of_type(before, "response.created")[0]["response"]["id"] == done["id"]
+        assert done["status"] == "completed"
