@@ -31,8 +31,10 @@ class ServerConfig:
     # get 403: the defence against DNS rebinding.
     allowed_hosts: str = ""
     # Largest JSON or binary message accepted; larger ones get an error event (the session goes
-    # on); more than twice this closes the connection with 1009.
-    max_message_bytes: int = 262_144
+    # on); more than twice this closes the connection with 1009. 2 MiB holds one append of a
+    # whole longest turn (30 s at 24 kHz is 1.9 MB of base64): clients send a turn's audio in
+    # one event too (the hosted API takes ~15 MB).
+    max_message_bytes: int = 2_097_152
     # Longest user turn, in seconds of audio (caps the VAD's max_turn_s and push-to-talk).
     max_turn_audio_s: float = 30.0
     # Concurrent sessions; the next connection is closed with 1013 (try again later).

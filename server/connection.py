@@ -28,6 +28,7 @@ from websockets.protocol import State
 
 from catalog.datasets import CatalogEntry, CatalogError
 from server.config import ServerConfig
+from server.ga_session import parse_update, session_object
 from server.mapper import REFUSAL_CODES, Outgoing, RealtimeMapper
 from server.metrics import Metrics
 from server.protocol import (
@@ -36,7 +37,10 @@ from server.protocol import (
     AudioCommit,
     ClientEvent,
     ItemCreate,
+    ItemDelete,
+    ItemRetrieve,
     ItemTruncate,
+    OutputAudioClear,
     ProtocolError,
     ResponseCancel,
     ResponseCreate,
@@ -52,7 +56,6 @@ from server.wire_session import (
     TurnDetection,
     WireSession,
     aggressiveness_to_threshold,
-    parse_session_update,
     threshold_to_aggressiveness,
 )
 from voice.audio.format import SAMPLE_RATE
@@ -66,7 +69,6 @@ from voice.events import (
     Refused,
     ResponseDone,
     SpeechStarted,
-    new_id,
 )
 from voice.exhibit import Exhibit
 from voice.pipeline import Session, SessionSettings
@@ -144,7 +146,7 @@ class Connection:
     # ----------------------------------------------------------------- lifecycle
     async def run(self) -> None:
         """Serve until the client leaves, is dropped or the server stops."""
-        self._put_event({"type": "session.created", "session": self.wire.to_wire()})
+        self._put_event({"type": "session.created", "session": session_object(self.wire)})
         self._tasks = [
             asyncio.create_task(self._writer(), name=f"writer-{self.wire.id}"),
             asyncio.create_task(self._idle_watch(), name=f"idle-{self.wire.id}"),
@@ -264,7 +266,9 @@ class Connection:
         self._put_event(event)
 
     def _put_event(self, event: dict[str, Any]) -> None:
-        self._put(Outgoing(dumps({"event_id": new_id("event"), **event})))
+        """A beta-shaped event, sent in the shape the session speaks (see server.dialect)."""
+        for item in self.mapper.render(event):
+            self._put(item)
 
     def _error(self, exc: ProtocolError) -> None:
         self._metrics.error(exc.code)
@@ -308,7 +312,7 @@ class Connection:
     async def _dispatch(self, event: ClientEvent) -> None:
         match event:
             case SessionUpdate():
-                patch = parse_session_update(event.session, self.wire, event.event_id)
+                patch = parse_update(event.session, self.wire, event.event_id)
                 await self._apply(patch, event.event_id)
             case AudioAppend():
                 if event.pcm:
@@ -328,7 +332,8 @@ class Connection:
                         "invalid_value", str(exc), param="item.content", event_id=event.event_id
                     ) from None
                 self._active()
-                self._put(self.mapper.user_text_item(item, event.text))
+                for message in self.mapper.user_text_item(item, event.text):
+                    self._put(message)
             case ItemTruncate():
                 self._put_event(
                     {
@@ -339,8 +344,35 @@ class Connection:
                     }
                 )
             case ResponseCreate():
-                if self.session.respond() is not None:
+                if event.dialect is not None and event.dialect != self.wire.dialect:
+                    self.wire = dataclasses.replace(self.wire, dialect=event.dialect)
+                response_id = self.session.respond()
+                if response_id is not None:
+                    if event.modalities is not None:
+                        self.mapper.expect_modality(response_id, event.modalities)
                     self._active()
+            case ItemRetrieve():
+                retrieved = self.mapper.retrieve(event.item_id)
+                if retrieved is None:
+                    raise _item_not_found(event.item_id, event.event_id)
+                for message in retrieved:
+                    self._put(message)
+            case ItemDelete():
+                if not self.mapper.knows_item(event.item_id):
+                    raise _item_not_found(event.item_id, event.event_id)
+                raise ProtocolError(
+                    "item_delete_unsupported",
+                    "items cannot be deleted here: the answerer keeps its own short history of "
+                    "the last questions and answers; start a new connection for a fresh "
+                    "conversation",
+                    param="item_id",
+                    event_id=event.event_id,
+                )
+            case OutputAudioClear():
+                response_id = self.mapper.clear_output_audio()
+                if response_id is not None:
+                    self.queue.purge_audio(response_id)
+                self._put_event({"type": "output_audio_buffer.cleared", "response_id": response_id})
             case ResponseCancel():
                 if self.session.cancel(event.response_id):
                     self._active()
@@ -381,7 +413,7 @@ class Connection:
         if new != self.wire:
             self._active()
         self.wire = new
-        self._put_event({"type": "session.updated", "session": new.to_wire()})
+        self._put_event({"type": "session.updated", "session": session_object(new)})
 
     def exhibit_changed(self) -> None:
         """The installation's sphere moved on: a session without its own dataset now answers
@@ -392,7 +424,7 @@ class Connection:
         showing = _showing_entry(self.session.showing)
         if showing != self.wire.showing_entry:
             self.wire = dataclasses.replace(self.wire, showing_entry=showing)
-            self._put_event({"type": "session.updated", "session": self.wire.to_wire()})
+            self._put_event({"type": "session.updated", "session": session_object(self.wire)})
 
     def _turn_settings(self, td: TurnDetection | None) -> dict[str, Any]:
         if td is None:  # push-to-talk: the client commits and asks for the response
@@ -417,6 +449,15 @@ class Connection:
                 self.session.feed_audio(tail)
         if self.session.commit_audio() is not None:  # else the Session reported why not
             self._active()
+
+
+def _item_not_found(item_id: str, event_id: str | None) -> ProtocolError:
+    return ProtocolError(
+        "item_not_found",
+        f"no item {item_id[:80]!r} in this conversation",
+        param="item_id",
+        event_id=event_id,
+    )
 
 
 def _showing_entry(entry: CatalogEntry | None) -> tuple[str, str, str] | None:

@@ -5,15 +5,21 @@ output item and a content part that are "added" before any delta and "done" befo
 ``response.done``, user turns are conversation items with ids known from ``speech_started`` on,
 and audio arrives at the rate the client asked for. This class keeps exactly that per-connection
 bookkeeping and nothing else, so it is testable without a socket or a model.
+
+Events are built in the beta shape; a session that speaks GA gets each one translated by
+:mod:`server.dialect` as it is serialized. The items the client was told about are kept (the
+last :data:`MAX_ITEMS`) so that ``conversation.item.retrieve`` can answer.
 """
 
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.dialect import to_ga
 from server.protocol import ErrorType, dumps, error_event
 from server.wire_session import WireSession
 from voice.audio.resample import PcmStream
@@ -55,6 +61,11 @@ REFUSAL_PARAMS: dict[RefusalReason, str] = {"unknown_response": "response_id"}
 # Dropped turns the client is told about (a silent turn or a barge-in is not news to it).
 DROP_CODES = {"overrun": "input_audio_turn_dropped", "too_long": "input_audio_turn_dropped"}
 CANCEL_REASONS = {"client": "client_cancelled", "barge_in": "turn_detected", "closed": "closed"}
+MAX_ITEMS = 200
+"""Items kept for ``conversation.item.retrieve``: far more than the answerer's history."""
+MAX_PENDING_MODALITIES = 8
+# Events whose ``item`` is remembered (the latest state of each item wins).
+ITEM_EVENTS = frozenset({"conversation.item.created", "response.output_item.done"})
 
 
 @dataclass(slots=True)
@@ -90,8 +101,12 @@ class RealtimeMapper:
         self._wire = wire
         self._item_ids: dict[str, str] = {}  # session item id -> wire item id
         self._pending_item: str | None = None  # announced by speech_started, not yet committed
+        self._audio_s: dict[str, float] = {}  # wire item id -> its audio's length (usage)
         self._last_item: str | None = None
         self._responses: dict[str, _Response] = {}
+        self._modalities: dict[str, str] = {}  # response id -> its own modality (response.create)
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._last_response: str | None = None
         self.client_event_id: str | None = None
         """Set by the connection while it handles a client event, for synchronous errors."""
 
@@ -101,7 +116,38 @@ class RealtimeMapper:
         """The response the client is being sent now (a sphere action belongs to it)."""
         return next(iter(self._responses), None)
 
-    def user_text_item(self, session_item_id: str, text: str) -> Outgoing:
+    def render(self, event: dict[str, Any]) -> list[Outgoing]:
+        """A server event made elsewhere (sphere calls, acknowledgements) in the session's
+        shape, ready to send."""
+        return self._json(event)
+
+    def expect_modality(self, response_id: str, modalities: tuple[str, ...]) -> None:
+        """``response.create`` asked for its own output modalities: ``("text",)`` streams no
+        audio for that response, whatever the session's modalities."""
+        self._modalities[response_id] = "audio" if "audio" in modalities else "text"
+        while len(self._modalities) > MAX_PENDING_MODALITIES:  # asked for, never started
+            del self._modalities[next(iter(self._modalities))]
+
+    def retrieve(self, item_id: str) -> list[Outgoing] | None:
+        """``conversation.item.retrieved`` for an item the client was told about, else None.
+        Items carry no audio (the server keeps none); a spoken item has its transcript."""
+        item = self._items.get(item_id)
+        if item is None:
+            return None
+        return self._json({"type": "conversation.item.retrieved", "item": item})
+
+    def knows_item(self, item_id: str) -> bool:
+        return item_id in self._items
+
+    def clear_output_audio(self) -> str | None:
+        """``output_audio_buffer.clear``: no more audio of the response being sent (its text
+        and ``response.done`` still come). Returns that response's id, else the last one's."""
+        rid = self.active_response
+        if rid is not None:
+            self._responses[rid].interrupted = True
+        return rid or self._last_response
+
+    def user_text_item(self, session_item_id: str, text: str) -> list[Outgoing]:
         """``conversation.item.created`` for a typed question (the Session emits nothing)."""
         item_id = new_id("item")
         previous, self._last_item = self._last_item, item_id
@@ -122,42 +168,40 @@ class RealtimeMapper:
         match event:
             case SpeechStarted():
                 self._pending_item = new_id("item")
-                return [
-                    self._json(
-                        {
-                            "type": "input_audio_buffer.speech_started",
-                            "audio_start_ms": event.audio_ms,
-                            "item_id": self._pending_item,
-                        }
-                    )
-                ]
+                return self._json(
+                    {
+                        "type": "input_audio_buffer.speech_started",
+                        "audio_start_ms": event.audio_ms,
+                        "item_id": self._pending_item,
+                    }
+                )
             case SpeechStopped():
                 self._pending_item = self._pending_item or new_id("item")
-                return [
-                    self._json(
-                        {
-                            "type": "input_audio_buffer.speech_stopped",
-                            "audio_end_ms": event.audio_ms,
-                            "item_id": self._pending_item,
-                        }
-                    )
-                ]
+                return self._json(
+                    {
+                        "type": "input_audio_buffer.speech_stopped",
+                        "audio_end_ms": event.audio_ms,
+                        "item_id": self._pending_item,
+                    }
+                )
             case InputCommitted():
                 return self._committed(event)
             case TranscriptReady():
                 item_id = self._item_ids.pop(event.item_id, None)
                 if item_id is None:  # a typed question: its item was announced already
                     return []
-                return [
-                    self._json(
-                        {
-                            "type": "conversation.item.input_audio_transcription.completed",
-                            "item_id": item_id,
-                            "content_index": 0,
-                            "transcript": event.text,
-                        }
-                    )
-                ]
+                if item_id in self._items:
+                    self._items[item_id]["content"][0]["transcript"] = event.text
+                seconds = self._audio_s.pop(item_id, 0.0)
+                return self._json(
+                    {
+                        "type": "conversation.item.input_audio_transcription.completed",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "transcript": event.text,
+                        "usage": {"type": "duration", "seconds": seconds},
+                    }
+                )
             case ResponseStarted():
                 return self._started(event)
             case ResponseTextDelta():
@@ -177,14 +221,14 @@ class RealtimeMapper:
             case ResponseDone():
                 return self._done(event)
             case ErrorEvent():  # a model call failed: the server's fault, not the client's
-                return [self._error(event.code, event.message, "server_error")]
+                return self._error(event.code, event.message, "server_error")
             case Refused():
                 param = REFUSAL_PARAMS.get(event.reason)
-                return [self._error(REFUSAL_CODES[event.reason], event.message, param=param)]
+                return self._error(REFUSAL_CODES[event.reason], event.message, param=param)
             case TurnDropped():
-                self._item_ids.pop(event.item_id, None)
+                self._audio_s.pop(self._item_ids.pop(event.item_id, ""), None)
                 code = DROP_CODES.get(event.reason)
-                return [self._error(code, event.message)] if code else []
+                return self._error(code, event.message) if code else []
             case StatusChanged():
                 return []  # no Realtime equivalent; clients infer it from the events above
         return []
@@ -195,18 +239,35 @@ class RealtimeMapper:
         message: str,
         type: ErrorType = "invalid_request_error",
         param: str | None = None,
-    ) -> Outgoing:
+    ) -> list[Outgoing]:
         return self._json(
             error_event(code, message, param=param, client_event_id=self.client_event_id, type=type)
         )
 
-    def _json(self, event: dict[str, Any], response_id: str | None = None) -> Outgoing:
-        return Outgoing(dumps({"event_id": new_id("event"), **event}), response_id)
+    def _json(
+        self, event: dict[str, Any], response_id: str | None = None, *, audio: bool = False
+    ) -> list[Outgoing]:
+        """One beta-shaped event -> the messages in the session's shape (GA: renamed, and an
+        item event may become two)."""
+        if event["type"] in ITEM_EVENTS and "id" in event["item"]:
+            self._remember(event["item"])
+        wire = self._wire()
+        events = [event] if wire.dialect != "ga" else to_ga(event, _output_rate(wire))
+        return [
+            Outgoing(dumps({"event_id": new_id("event"), **e}), response_id, audio) for e in events
+        ]
+
+    def _remember(self, item: dict[str, Any]) -> None:
+        self._items[item["id"]] = item
+        self._items.move_to_end(item["id"])
+        while len(self._items) > MAX_ITEMS:
+            self._items.popitem(last=False)
 
     def _committed(self, event: InputCommitted) -> list[Outgoing]:
         item_id = self._pending_item or new_id("item")
         self._pending_item = None
         self._item_ids[event.item_id] = item_id
+        self._audio_s[item_id] = event.audio_ms / 1000
         previous, self._last_item = self._last_item, item_id
         item = {
             "id": item_id,
@@ -217,14 +278,14 @@ class RealtimeMapper:
             "content": [{"type": "input_audio", "transcript": None}],
         }
         return [
-            self._json(
+            *self._json(
                 {
                     "type": "input_audio_buffer.committed",
                     "previous_item_id": previous,
                     "item_id": item_id,
                 }
             ),
-            self._json(
+            *self._json(
                 {"type": "conversation.item.created", "previous_item_id": previous, "item": item}
             ),
         ]
@@ -235,19 +296,21 @@ class RealtimeMapper:
         response = _Response(
             id=rid,
             item_id=new_id("item"),
-            modality="audio" if wire.wants_audio else "text",
+            modality=self._modalities.pop(rid, "audio" if wire.wants_audio else "text"),
             binary=wire.binary_audio,
             rate=wire.binary_output_sample_rate
             if wire.binary_audio
             else wire.output_audio_sample_rate,
         )
         self._responses[rid] = response
+        self._last_response = rid
         previous, self._last_item = self._last_item, response.item_id
         item = self._item(response, "in_progress", with_content=False)
         part = self._part(response)
+        body = self._response(response, wire)
         return [
-            self._json({"type": "response.created", "response": self._response(rid, wire)}, rid),
-            self._json(
+            *self._json({"type": "response.created", "response": body}, rid),
+            *self._json(
                 {
                     "type": "response.output_item.added",
                     "response_id": rid,
@@ -256,11 +319,11 @@ class RealtimeMapper:
                 },
                 rid,
             ),
-            self._json(
+            *self._json(
                 {"type": "conversation.item.created", "previous_item_id": previous, "item": item},
                 rid,
             ),
-            self._json(
+            *self._json(
                 {"type": "response.content_part.added", **self._where(response), "part": part},
                 rid,
             ),
@@ -276,9 +339,7 @@ class RealtimeMapper:
             if response.modality == "audio"
             else ("response.text.delta")
         )
-        return [
-            self._json({"type": kind, **self._where(response), "delta": event.text}, response.id)
-        ]
+        return self._json({"type": kind, **self._where(response), "delta": event.text}, response.id)
 
     def _audio(self, event: ResponseAudio) -> list[Outgoing]:
         response = self._responses.get(event.response_id)
@@ -304,16 +365,12 @@ class RealtimeMapper:
             if response.binary:
                 out.append(Outgoing(piece, response.id, audio=True))
             else:
-                message = self._json(
-                    {
-                        "type": "response.audio.delta",
-                        **self._where(response),
-                        "delta": base64.b64encode(piece).decode("ascii"),
-                    },
-                    response.id,
-                )
-                message.audio = True
-                out.append(message)
+                message = {
+                    "type": "response.audio.delta",
+                    **self._where(response),
+                    "delta": base64.b64encode(piece).decode("ascii"),
+                }
+                out.extend(self._json(message, response.id, audio=True))
         return out
 
     def _done(self, event: ResponseDone) -> list[Outgoing]:
@@ -323,29 +380,29 @@ class RealtimeMapper:
             return []
         rid = response.id
         out: list[Outgoing] = []
-        if event.status == "completed" and response.resampler is not None:
+        if event.status == "completed" and response.resampler and not response.interrupted:
             tail = response.resampler.flush()
             out.extend(self._audio_messages(response, tail))
         text = event.text or "".join(response.parts).strip()
         where = self._where(response)
         if response.modality == "audio":
-            out.append(self._json({"type": "response.audio.done", **where}, rid))
-            out.append(
+            out.extend(self._json({"type": "response.audio.done", **where}, rid))
+            out.extend(
                 self._json(
                     {"type": "response.audio_transcript.done", **where, "transcript": text}, rid
                 )
             )
         else:
-            out.append(self._json({"type": "response.text.done", **where, "text": text}, rid))
+            out.extend(self._json({"type": "response.text.done", **where, "text": text}, rid))
         status = "completed" if event.status == "completed" else "incomplete"
         item = self._item(response, status, text=text)
-        out.append(
+        out.extend(
             self._json(
                 {"type": "response.content_part.done", **where, "part": self._part(response, text)},
                 rid,
             )
         )
-        out.append(
+        out.extend(
             self._json(
                 {
                     "type": "response.output_item.done",
@@ -368,13 +425,15 @@ class RealtimeMapper:
                     "message": event.error or "the answer failed",
                 },
             }
-        body = self._response(rid, self._wire(), status=event.status, details=details, items=[item])
+        body = self._response(
+            response, self._wire(), status=event.status, details=details, items=[item]
+        )
         link = None
         if event.link:
             link = {"url": event.link, "title": event.link_title or event.link}
         body["sos_link"] = link
         body["sos_timings_ms"] = event.timings.latencies_ms()
-        out.append(self._json({"type": "response.done", "response": body}, rid))
+        out.extend(self._json({"type": "response.done", "response": body}, rid))
         return out
 
     # ----------------------------------------------------------------- shapes
@@ -407,7 +466,7 @@ class RealtimeMapper:
 
     @staticmethod
     def _response(
-        rid: str,
+        response: _Response,
         wire: WireSession,
         *,
         status: str = "in_progress",
@@ -415,14 +474,19 @@ class RealtimeMapper:
         items: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         return {
-            "id": rid,
+            "id": response.id,
             "object": "realtime.response",
             "status": status,
             "status_details": details,
             "output": items or [],
             "usage": None,
             "conversation_id": wire.id.replace("sess_", "conv_", 1),
-            "modalities": list(wire.modalities),
+            "modalities": ["text", "audio"] if response.modality == "audio" else ["text"],
             "voice": wire.voice,
             "output_audio_format": "pcm16",
         }
+
+
+def _output_rate(wire: WireSession) -> int:
+    """The rate the client gets audio at (the GA response object names it)."""
+    return wire.binary_output_sample_rate if wire.binary_audio else wire.output_audio_sample_rate

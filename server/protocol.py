@@ -1,4 +1,4 @@
-"""The wire format: OpenAI Realtime (beta) client events in, typed commands out.
+"""The wire format: OpenAI Realtime client events (beta and GA shapes) in, typed commands out.
 
 Everything here is pure (no I/O, no models) so that each rule of docs/protocol.md can be tested
 on its own: parsing and validating client events and the ``error`` event (the session object
@@ -19,14 +19,7 @@ from voice.events import new_id
 
 ErrorType = Literal["invalid_request_error", "server_error"]
 
-UNSUPPORTED_EVENTS = frozenset(
-    {
-        "conversation.item.delete",
-        "conversation.item.retrieve",
-        "output_audio_buffer.clear",
-        "transcription_session.update",
-    }
-)
+UNSUPPORTED_EVENTS = frozenset({"transcription_session.update"})
 
 
 class ProtocolError(Exception):
@@ -122,8 +115,27 @@ class ItemTruncate(ClientEvent):
 
 
 @dataclass(frozen=True)
-class ResponseCreate(ClientEvent):
+class ItemDelete(ClientEvent):
+    item_id: str
+
+
+@dataclass(frozen=True)
+class ItemRetrieve(ClientEvent):
+    item_id: str
+
+
+@dataclass(frozen=True)
+class OutputAudioClear(ClientEvent):
     pass
+
+
+@dataclass(frozen=True)
+class ResponseCreate(ClientEvent):
+    """``modalities``: this response's own (``("text",)`` = no audio), None = the session's;
+    ``dialect``: ``"ga"`` for ``output_modalities``, ``"beta"`` for ``modalities``."""
+
+    modalities: tuple[str, ...] | None = None
+    dialect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +201,43 @@ def _item_text(item: Any, event_id: str | None) -> str:
     return text
 
 
+def _response_modalities(
+    response: dict[str, Any], event_id: str | None
+) -> tuple[tuple[str, ...] | None, str | None]:
+    """A ``response.create``'s own output modalities and the shape they were named in."""
+    given = [
+        (n, d) for n, d in (("output_modalities", "ga"), ("modalities", "beta")) if n in response
+    ]
+    if not given:
+        return None, None
+    if len(given) > 1:
+        raise ProtocolError(
+            "invalid_value",
+            "response: give output_modalities (GA) or modalities (beta), not both",
+            param="response.modalities",
+            event_id=event_id,
+        )
+    name, dialect = given[0]
+    mods = response[name]
+    if not isinstance(mods, list) or not mods or not all(m in ("text", "audio") for m in mods):
+        raise ProtocolError(
+            "invalid_value",
+            f"response.{name} must be a list of 'text' and/or 'audio'",
+            param=f"response.{name}",
+            event_id=event_id,
+        )
+    return (("text", "audio") if "audio" in mods else ("text",)), dialect
+
+
+def _item_id(data: dict[str, Any], event_id: str | None) -> str:
+    item_id = data.get("item_id")
+    if not isinstance(item_id, str) or not item_id or len(item_id) > 200:
+        raise ProtocolError(
+            "invalid_value", "item_id must be an item's id", param="item_id", event_id=event_id
+        )
+    return item_id
+
+
 def parse_client_event(message: str) -> ClientEvent:
     """One JSON text message -> a typed event, or ProtocolError with the Realtime error code."""
     try:
@@ -245,10 +294,16 @@ def parse_client_event(message: str) -> ClientEvent:
             raise ProtocolError(
                 "invalid_value", "response must be an object", param="response", event_id=event_id
             )
-        return ResponseCreate(event_id)
+        return ResponseCreate(event_id, *_response_modalities(response or {}, event_id))
     if kind == "response.cancel":
         rid = data.get("response_id")
         return ResponseCancel(event_id, rid if isinstance(rid, str) else None)
+    if kind == "conversation.item.delete":
+        return ItemDelete(event_id, _item_id(data, event_id))
+    if kind == "conversation.item.retrieve":
+        return ItemRetrieve(event_id, _item_id(data, event_id))
+    if kind == "output_audio_buffer.clear":
+        return OutputAudioClear(event_id)
     if kind in UNSUPPORTED_EVENTS:
         raise ProtocolError(
             "unsupported_event",

@@ -64,23 +64,37 @@ TURN_DETECTION_FIELDS = frozenset(
         "create_response",
         "interrupt_response",
         "eagerness",
+        "idle_timeout_ms",
     }
 )
+TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
+EAGERNESS_SILENCE_MS = {"high": 300, "auto": 700, "medium": 700, "low": 1200}
+"""``semantic_vad`` on a plain VAD: no model here judges whether a sentence is finished, so the
+visitor's eagerness becomes the end-of-turn silence (``high`` answers after a short pause,
+``low`` waits through a long one; ``auto`` is ``medium``, as in Realtime)."""
 
 
 # --------------------------------------------------------------------------- session state
 @dataclass(frozen=True)
 class TurnDetection:
-    """Realtime ``server_vad`` settings; mapped onto our webrtcvad endpointer by the caller."""
+    """Realtime ``server_vad`` / ``semantic_vad`` settings; mapped onto our webrtcvad
+    endpointer by the caller (``semantic_vad``'s eagerness sets ``silence_duration_ms``)."""
 
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     create_response: bool = True
     interrupt_response: bool = True
+    type: str = "server_vad"
+    eagerness: str = "auto"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": "server_vad", **dataclasses.asdict(self)}
+        fields = dataclasses.asdict(self)
+        if self.type == "semantic_vad":  # the fields Realtime shows for semantic_vad
+            keep = ("type", "eagerness", "create_response", "interrupt_response")
+            return {name: fields[name] for name in keep}
+        del fields["eagerness"]
+        return {"type": fields.pop("type"), **fields}
 
 
 def threshold_to_aggressiveness(threshold: float) -> int:
@@ -115,6 +129,9 @@ class WireSession:
     showing_entry: tuple[str, str, str] | None = None  # url, title, thumbnail (may be "")
     temperature: float = 0.8
     max_response_output_tokens: int | str = "inf"
+    dialect: str | None = None
+    """Which Realtime shape the client speaks: ``"beta"``, ``"ga"`` or None (not shown yet:
+    beta event names, session objects in both shapes); see :mod:`server.dialect`."""
 
     @property
     def wants_audio(self) -> bool:
@@ -234,15 +251,29 @@ def _turn_detection(
             event_id=event_id,
         )
     kind = value.get("type", "server_vad")
-    if kind != "server_vad":
+    if kind not in TURN_DETECTION_TYPES:
         raise ProtocolError(
             "unsupported_turn_detection",
-            f"{param}.type {kind!r} is not supported: use 'server_vad' or null (push-to-talk)",
+            f"{param}.type {kind!r} is not supported: use 'server_vad', 'semantic_vad' or null "
+            "(push-to-talk)",
             param=f"{param}.type",
             event_id=event_id,
         )
     base = current or TurnDetection()
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"type": kind}
+    if kind == "semantic_vad":
+        eagerness = value.get("eagerness", "auto")
+        if not isinstance(eagerness, str) or eagerness not in EAGERNESS_SILENCE_MS:
+            raise ProtocolError(
+                "invalid_value",
+                f"{param}.eagerness must be one of low, medium, high, auto",
+                param=f"{param}.eagerness",
+                event_id=event_id,
+            )
+        changes["eagerness"] = eagerness
+        changes["silence_duration_ms"] = EAGERNESS_SILENCE_MS[eagerness]
+    elif base.type == "semantic_vad":  # back to server_vad: its own default silence
+        changes["silence_duration_ms"] = TurnDetection.silence_duration_ms
     if "threshold" in value:
         changes["threshold"] = float(
             _number(value["threshold"], 0.0, 1.0, f"{param}.threshold", event_id)

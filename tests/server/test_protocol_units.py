@@ -46,7 +46,10 @@ def wire(**kw: object) -> WireSession:
         ("[1, 2]", "invalid_json"),
         ('{"event_id": "e1"}', "missing_type"),
         ('{"type": "foo.bar", "event_id": "e1"}', "unknown_event_type"),
-        ('{"type": "conversation.item.delete"}', "unsupported_event"),
+        ('{"type": "transcription_session.update"}', "unsupported_event"),
+        ('{"type": "conversation.item.delete"}', "invalid_value"),  # no item_id
+        ('{"type": "response.create", "response": {"output_modalities": "text"}}', "invalid_value"),
+        ('{"type": "response.create", "response": {"modalities": [["text"]]}}', "invalid_value"),
         ('{"type": "input_audio_buffer.append", "audio": "###"}', "invalid_audio"),
         ('{"type": "input_audio_buffer.append", "audio": "AAE="}', "invalid_audio"),  # 2 bytes ok?
         (
@@ -113,7 +116,11 @@ def test_session_update_validates_all_or_nothing() -> None:
     for bad, param in [
         ({"input_audio_format": "g711_ulaw"}, "session.input_audio_format"),
         ({"input_audio_sample_rate": 1000}, "session.input_audio_sample_rate"),
-        ({"turn_detection": {"type": "semantic_vad"}}, "session.turn_detection.type"),
+        ({"turn_detection": {"type": "near_vad"}}, "session.turn_detection.type"),
+        (
+            {"turn_detection": {"type": "semantic_vad", "eagerness": "sometimes"}},
+            "session.turn_detection.eagerness",
+        ),
         ({"turn_detection": {"threshold": 2}}, "session.turn_detection.threshold"),
         ({"audience": "aliens"}, "session.audience"),
         ({"bogus": 1}, "session.bogus"),

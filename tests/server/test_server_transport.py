@@ -404,10 +404,15 @@ async def test_session_settings_reach_the_session(module_server: Server) -> None
         assert settings.vad.max_turn_s <= module_server.settings.max_turn_audio_s
 
 
-async def test_message_far_over_the_limit_closes_with_1009(module_server: Server) -> None:
-    async with client(module_server) as ws:
+async def test_message_far_over_the_limit_closes_with_1009(
+    start_server: StartServer, config: Config, services: Any
+) -> None:
+    # A small limit: the client is closed while it still writes a message of a few MB at the
+    # default limit, and the websockets client then fails in its own close (not the server).
+    server = await start_server(config, services, max_message_bytes=65536)
+    async with client(server) as ws:
         await next_event(ws)
-        await ws.send(b"\x00" * (2 * module_server.settings.max_message_bytes + 2))
+        await ws.send(b"\x00" * (2 * server.settings.max_message_bytes + 2))
         with pytest.raises(ConnectionClosed) as info:
             while True:
                 await ws.recv()
