@@ -50,9 +50,12 @@ from server.http import (
     json_response,
     not_found,
     read_static,
+    response,
     static_path,
 )
 from server.metrics import Metrics
+from server.prometheus import CONTENT_TYPE as PROMETHEUS_TYPE
+from server.prometheus import PrometheusExport
 from server.protocol import dumps, error_event
 from server.ratelimit import Limits, RateLimit
 from server.security import (
@@ -99,6 +102,7 @@ class Server:
         # What the installation's sphere shows, for every session of this server.
         self.exhibit = exhibit if exhibit is not None else Exhibit(services.catalog)
         self.metrics = Metrics(self.settings.metrics_window)
+        self._prometheus = PrometheusExport(self.metrics, self._server_gauges)
         self._connections: set[Connection] = set()
         self._ws: WsServer | None = None
         self._stopping = False
@@ -125,7 +129,8 @@ class Server:
         """Every HTTP route of the port; add new ones here."""
         routes = Router()
         routes.add("/healthz", self._healthz)
-        routes.add("/metrics", self._metrics)
+        routes.add("/metrics", self._metrics)  # Prometheus text format
+        routes.add("/metrics.json", self._metrics_json)  # the same numbers, for people
         routes.add(EXHIBIT_PATH, self._exhibit_api.handle, methods=EXHIBIT_METHODS)
         if self._curator_api is not None:
             for path in (CURATOR_PATH, CURATOR_PATH + "/", CSV_PATH):
@@ -254,6 +259,9 @@ class Server:
         return json_response(503 if self._stopping else 200, self.health())
 
     def _metrics(self, request: HttpRequest) -> HttpResponse:
+        return response(200, self._prometheus.render(), PROMETHEUS_TYPE)
+
+    def _metrics_json(self, request: HttpRequest) -> HttpResponse:
         return json_response(200, self.metrics_snapshot())
 
     async def _static(self, request: HttpRequest) -> HttpResponse:
@@ -278,11 +286,20 @@ class Server:
 
     def metrics_snapshot(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
-        snap["sessions"]["max"] = self.settings.max_sessions
-        live = [c.queue.peak_bytes for c in self._connections]
-        snap["send_queue_peak_bytes"] = max([snap["send_queue_peak_bytes"], *live])
-        snap["send_queue_bytes_now"] = sum(c.queue.bytes for c in self._connections)
+        gauges = self._server_gauges()
+        snap["sessions"]["max"] = gauges["sessions_max"]
+        snap["send_queue_peak_bytes"] = gauges["send_queue_peak_bytes"]
+        snap["send_queue_bytes_now"] = gauges["send_queue_bytes"]
         return snap
+
+    def _server_gauges(self) -> dict[str, int]:
+        """What the server knows beyond :class:`Metrics`: its limit and the live queues."""
+        live = [c.queue.peak_bytes for c in self._connections]
+        return {
+            "sessions_max": self.settings.max_sessions,
+            "send_queue_peak_bytes": max([self.metrics.send_queue_peak_bytes, *live]),
+            "send_queue_bytes": sum(c.queue.bytes for c in self._connections),
+        }
 
     # ----------------------------------------------------------------- WebSocket
     async def _handler(self, ws: ServerConnection) -> None:

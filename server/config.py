@@ -48,7 +48,7 @@ class ServerConfig:
     # Serve the browser page at GET /; web_root "" = the web/ folder shipped with the project.
     serve_web: bool = True
     web_root: str = ""
-    # How many recent turns the /metrics latency percentiles are computed over.
+    # How many recent turns the latency percentiles (/metrics.json, /metrics) are computed over.
     metrics_window: int = 200
     # Keepalive pings find vanished clients (their response is then cancelled).
     ping_interval_s: float = 20.0
