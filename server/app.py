@@ -62,10 +62,12 @@ from server.security import (
     host_ok,
     origin_ok,
     select_subprotocol,
-    token_ok,
     validate_token,
 )
+from server.session_tokens import Access, SessionTokens
 from server.sphere_api import SPHERE_PATH, FunctionCallRelay, SphereApi
+from server.token_api import METHODS as TOKEN_METHODS
+from server.token_api import TOKENS_PATH, TokenApi
 from settings import ConfigError
 from voice.config import VoiceConfig
 from voice.exhibit import Exhibit, ExhibitChange
@@ -108,15 +110,22 @@ class Server:
         self._stopping = False
         self._origins = self.settings.origins()
         self._hosts = self.settings.hosts()
-        self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
+        # The operator token, or a short-lived session token minted from it (POST
+        # /session-tokens), opens the WebSocket and every HTTP API.
+        self.access = Access(
+            self.settings.token,
+            SessionTokens(self.settings.token, self.settings.session_token_ttl_s),
+        )
+        self._token_api = TokenApi(self.access, self._origins)
+        self._exhibit_api = ExhibitApi(self.exhibit, self.access, self._origins)
         # Records every session's turns for the staff's /curator page (None = not recorded).
         self.curator = curator
         self._curator_api = (
-            CuratorApi(curator, self.settings.token, self._origins) if curator is not None else None
+            CuratorApi(curator, self.access, self._origins) if curator is not None else None
         )
         # The SOS host followed (and maybe driven) for this exhibit; None = not configured.
         self.sphere = sphere
-        self._sphere_api = SphereApi(sphere, self.settings.token, self._origins) if sphere else None
+        self._sphere_api = SphereApi(sphere, self.access, self._origins) if sphere else None
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
         self._web_root = Path(root).expanduser().resolve()
@@ -131,6 +140,7 @@ class Server:
         routes.add("/healthz", self._healthz)
         routes.add("/metrics", self._metrics)  # Prometheus text format
         routes.add("/metrics.json", self._metrics_json)  # the same numbers, for people
+        routes.add(TOKENS_PATH, self._token_api.handle, methods=TOKEN_METHODS)
         routes.add(EXHIBIT_PATH, self._exhibit_api.handle, methods=EXHIBIT_METHODS)
         if self._curator_api is not None:
             for path in (CURATOR_PATH, CURATOR_PATH + "/", CSV_PATH):
@@ -316,7 +326,7 @@ class Server:
                 f"origin {origin!r} is not allowed (server.allowed_origins)",
             )
             return
-        if not token_ok(self.settings.token, headers):
+        if not self.access.ok(headers):
             await self._reject(
                 ws,
                 CLOSE_POLICY,

@@ -1,7 +1,7 @@
 """``/exhibit/showing``: the exhibit controller tells the server what the sphere is playing.
 
 When the playlist moves on, the controller calls (on the server's own port, with the same
-bearer token as the WebSocket when one is configured)::
+bearer token as the WebSocket when one is configured, or a session token minted from it)::
 
     curl -X POST http://127.0.0.1:8765/exhibit/showing \\
          -H 'Authorization: Bearer TOKEN' -d '{"dataset": "tsunami-locations-2000-bce-2014"}'
@@ -22,7 +22,8 @@ from typing import Any
 
 from catalog.datasets import CatalogError
 from server.http import HttpRequest, HttpResponse, error_response, json_response
-from server.security import origin_ok, token_ok
+from server.security import origin_ok
+from server.session_tokens import Access
 from voice.exhibit import Exhibit
 
 EXHIBIT_PATH = "/exhibit/showing"
@@ -32,9 +33,9 @@ METHODS = ("GET", "POST", "PUT", "DELETE")
 class ExhibitApi:
     """The ``/exhibit/showing`` resource of one server's :class:`Exhibit`."""
 
-    def __init__(self, exhibit: Exhibit, token: str, origins: Sequence[str]) -> None:
+    def __init__(self, exhibit: Exhibit, access: Access, origins: Sequence[str]) -> None:
         self.exhibit = exhibit
-        self._token = token
+        self._access = access
         self._origins = tuple(origins)
 
     def state(self) -> dict[str, Any]:
@@ -52,7 +53,7 @@ class ExhibitApi:
             return error_response(
                 403, "origin_not_allowed", "this origin may not change the exhibit"
             )
-        if not token_ok(self._token, headers):
+        if not self._access.ok(headers):
             return error_response(
                 401,
                 "invalid_api_key",
