@@ -9,7 +9,8 @@ What is exported, all prefixed ``sos_voice_``:
 
 - counters: ``sessions_opened_total``, ``sessions_rejected_total{reason}``,
   ``sessions_closed_total{reason}``, ``turns_total{status}``, ``errors_total{code}``;
-- gauges: ``uptime_seconds``, ``sessions_active``, ``sessions_max``,
+- gauges: ``start_time_seconds`` (Unix time; a constant, so a scrape's size does not change
+  when nothing happened), ``sessions_active``, ``sessions_max``,
   ``send_queue_bytes``, ``send_queue_peak_bytes``;
 - ``turn_latency_seconds{milestone}``: a histogram of completed turns since start (from the
   end of the visitor's speech to the transcript, first text, first sentence, first audio and
@@ -20,6 +21,7 @@ What is exported, all prefixed ``sos_voice_``:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -48,10 +50,11 @@ class _Collector(Collector):
     def __init__(self, metrics: Metrics, gauges: Callable[[], Mapping[str, float]]) -> None:
         self._metrics = metrics
         self._gauges = gauges
+        self._start_time = round(time.time() - metrics.uptime_s, 3)
 
     def collect(self) -> Iterator[Metric]:
         m = self._metrics
-        yield _gauge("uptime_seconds", "Seconds since the server started.", m.uptime_s)
+        yield _gauge("start_time_seconds", "When the server started (Unix time).", self._start_time)
         yield _gauge("sessions_active", "Sessions connected now.", m.sessions_active)
         yield CounterMetricFamily(
             PREFIX + "sessions_opened", "Sessions accepted since start.", value=m.sessions_total
