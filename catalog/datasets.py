@@ -138,7 +138,7 @@ def default_catalog_path() -> Path:
         root = importlib.resources.files("zyra.assets.metadata")
     except ModuleNotFoundError as exc:
         raise CatalogError(
-            "the SOS catalog ships in the 'zyra' package: pip install --no-deps zyra "
+            "the SOS catalog ships in the 'zyra' package: pip install zyra "
             "(or set catalog.path to a catalog JSON file)"
         ) from exc
     return Path(str(root / "sos_dataset_metadata.json"))
