@@ -8,7 +8,9 @@ bearer token as the WebSocket when one is configured, or a session token minted 
 
 ``GET`` reads the state, ``POST``/``PUT`` set it (a catalog URL, slug or title; null clears),
 ``DELETE`` clears it. Every session of the server that has no per-headset override then
-answers about the new dataset and gets a ``session.updated`` event.
+answers about the new dataset and gets a ``session.updated`` event. A name several datasets
+match ("sea surface temperature") changes nothing and gets 409 with the candidates, so the
+controller can send one of their slugs instead of the server silently picking one.
 
 Requests reach it through :mod:`server.front` (h11), body and all.
 """
@@ -20,7 +22,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from catalog.datasets import CatalogError
+from catalog.datasets import AmbiguousDataset, CatalogError
 from server.http import HttpRequest, HttpResponse, error_response, json_response
 from server.security import origin_ok
 from server.session_tokens import Access
@@ -89,7 +91,22 @@ class ExhibitApi:
             return json_response(200, self.state())
         try:
             entry = await asyncio.to_thread(self.exhibit.resolve, ref)
+        except AmbiguousDataset as exc:
+            return ambiguous_response(exc)
         except CatalogError as exc:
             return error_response(404, "unknown_dataset", str(exc))
         self.exhibit.set(entry, source="http")
         return json_response(200, self.state())
+
+
+def ambiguous_response(exc: AmbiguousDataset) -> HttpResponse:
+    """409 with the candidates, best first: ``{"error": {"code": "ambiguous_dataset",
+    "message", "total", "candidates": [{"slug", "title", "url"}, ...]}}``."""
+    candidates = [{"slug": e.slug, "title": e.title, "url": e.url} for e in exc.candidates]
+    error = {
+        "code": "ambiguous_dataset",
+        "message": str(exc),
+        "total": exc.total,
+        "candidates": candidates,
+    }
+    return json_response(409, {"error": error})
