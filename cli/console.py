@@ -77,7 +77,8 @@ class ConsoleView:
                 if reopen:
                     self._out.write("sos: " + self._answer)
                     self._out.flush()
-                self._draw_status()
+                if self._tty:  # redraw in place; a plain stream is not sent the status again
+                    self._draw_status()
 
     def __call__(self, event: Event) -> None:
         with self._lock:

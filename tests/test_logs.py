@@ -19,7 +19,13 @@ from cli.config import LogConfig, load_config
 from cli.console import ConsoleView, same_destination
 from cli.logs import ConsoleLogHandler, setup_logging
 from settings import ConfigError
-from voice.events import ResponseDone, ResponseStarted, ResponseTextDelta, TurnTimings
+from voice.events import (
+    ResponseDone,
+    ResponseStarted,
+    ResponseTextDelta,
+    StatusChanged,
+    TurnTimings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,3 +181,18 @@ def test_verbose_logs_to_stderr_beside_the_console() -> None:
     assert result.returncode == 0, result.stderr
     assert " INFO llm.factory: answerer: " in result.stderr
     assert "answerer: catalog (auto: " in result.stderr
+
+
+def test_a_plain_verbose_stream_is_not_sent_the_status_after_every_record(
+    restore_logging: None,
+) -> None:
+    err = io.StringIO()  # the journal: not a terminal
+    view = ConsoleView(io.StringIO(), err, verbose=True)
+    handler = setup_logging(LogConfig(level="info"), stream=err)
+    assert handler is not None
+    handler.attach(view)
+    view(StatusChanged("listening"))
+    for i in range(3):
+        logging.getLogger("sos-voice.test").info("record %d", i)
+    assert err.getvalue().splitlines()[0] == "[listening]"
+    assert len(err.getvalue().splitlines()) == 4
