@@ -11,7 +11,6 @@ FROM ${BASE}
 # EXTRAS: project extras, e.g. "gpu" or "gpu,openai".
 ARG TORCH=""
 ARG EXTRAS=""
-ARG ZYRA=zyra==0.1.56
 
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -35,6 +34,8 @@ COPY settings settings
 COPY catalog catalog
 COPY llm llm
 COPY voice voice
+COPY curator curator
+COPY sphere sphere
 COPY server server
 COPY cli cli
 COPY training training
@@ -43,7 +44,6 @@ COPY web web
 RUN pip install --upgrade pip setuptools \
  && if [ -n "$TORCH" ]; then pip install $TORCH; fi \
  && pip install -e ".${EXTRAS:+[$EXTRAS]}" \
- && pip install --no-deps "$ZYRA" \
  && sos-voice --version
 
 USER sos

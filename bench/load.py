@@ -351,7 +351,7 @@ async def run_level(
         if sessions_left == 0:
             break
         await asyncio.sleep(0.1)
-    metrics = await http_json(server.port, "/metrics")
+    metrics = await http_json(server.port, "/metrics.json")
     completed = [r for r in results if r.status == "completed"]
     not_heard = [r for r in results if r.status == "nothing heard"]
     errors = [r for r in results if r.status not in ("completed", "nothing heard") or r.errors]

@@ -183,7 +183,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             index += 1
             await asyncio.sleep(args.pause_s)
         sampler.cancel()
-        metrics = await http_json(server.port, "/metrics")
+        metrics = await http_json(server.port, "/metrics.json")
     finally:
         server.stop()
     points = [(s["t_s"] / 3600.0, s["rss_mb"]) for s in samples]

@@ -25,6 +25,26 @@ class CatalogError(LookupError):
     """A dataset reference matched nothing in the catalog; the message says what was tried."""
 
 
+MAX_CANDIDATES = 10
+
+
+class AmbiguousDataset(CatalogError):
+    """A name several datasets match ("sea surface temperature": eleven): picking one silently
+    would put the wrong dataset on every session, so the caller gets the candidates (best
+    first, at most :data:`MAX_CANDIDATES`; ``total`` counts them all) to choose from."""
+
+    def __init__(self, ref: str, candidates: tuple[CatalogEntry, ...], total: int) -> None:
+        self.ref = ref
+        self.candidates = candidates
+        self.total = total
+        shown = "; ".join(f"{e.title} ({e.slug})" for e in candidates[:3])
+        more = f"; and {total - 3} more" if total > 3 else ""
+        super().__init__(
+            f"{ref!r} matches {total} SOS datasets: {shown}{more}. Give the slug, the catalog "
+            "URL or the full title of one"
+        )
+
+
 def normalize_title(text: str) -> str:
     """Lower-case words only: the same normalization the SOS Q&A data uses for ``title_key``."""
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
@@ -132,13 +152,23 @@ def entry_from_record(record: dict[str, Any]) -> CatalogEntry | None:
     )
 
 
+def _words(entry: CatalogEntry) -> set[str]:
+    """The words of a dataset's title and slug, as a visitor or a controller would name it."""
+    return set(entry.title_key.split()) | set(entry.slug.replace("-", " ").split())
+
+
+def _likeness(key: str, entry: CatalogEntry) -> float:
+    """How close a normalized name is to a dataset's title (0..1), to rank candidates."""
+    return difflib.SequenceMatcher(None, key, entry.title_key).ratio()
+
+
 def default_catalog_path() -> Path:
     """The catalog JSON shipped in the zyra package."""
     try:
         root = importlib.resources.files("zyra.assets.metadata")
     except ModuleNotFoundError as exc:
         raise CatalogError(
-            "the SOS catalog ships in the 'zyra' package: pip install --no-deps zyra "
+            "the SOS catalog ships in the 'zyra' package: pip install zyra "
             "(or set catalog.path to a catalog JSON file)"
         ) from exc
     return Path(str(root / "sos_dataset_metadata.json"))
@@ -192,10 +222,14 @@ class Catalog:
         return self.by_url(url) is not None
 
     def resolve(self, ref: str) -> CatalogEntry:
-        """A dataset from a URL, slug or (approximate) title; CatalogError if none is close.
+        """A dataset from a URL, slug or (approximate) title; CatalogError if none is close,
+        :class:`AmbiguousDataset` if several are.
 
         This is how an installation names what the sphere shows, so near-misses ("tsunami
-        locations") must still find the entry, but nonsense must fail loudly.
+        locations", a typo) must still find the entry, but nonsense must fail loudly and a
+        name shared by several datasets must not silently pick one. In order: an exact URL,
+        slug or title; the datasets whose title or slug holds every word of ``ref`` (one: it;
+        several: ambiguous); else the one title or slug closest in spelling.
         """
         ref = ref.strip()
         if not ref:
@@ -204,19 +238,19 @@ class Catalog:
         if found:
             return found
         key = normalize_title(ref.replace("-", " "))
+        words = set(key.split())
+        if words:
+            holding = [e for e in self._entries if words <= _words(e)]
+            if len(holding) == 1:
+                return holding[0]
+            if holding:
+                ranked = sorted(holding, key=lambda e: (-_likeness(key, e), e.title))
+                raise AmbiguousDataset(ref, tuple(ranked[:MAX_CANDIDATES]), len(holding))
         slug_keys = {e.slug.replace("-", " "): e for e in self._entries}
         for keys in (slug_keys, self._by_title):
             close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.75)
             if close:
                 return keys[close[0]]
-        words = set(key.split())
-        if words:
-            scored = sorted(
-                (len(words & set(k.split())) / len(words), -len(k), k) for k in slug_keys
-            )
-            share, _, best = scored[-1]
-            if share == 1.0:
-                return slug_keys[best]
         raise CatalogError(
             f"no SOS dataset matches {ref!r}: give a catalog URL "
             f"({CATALOG_PREFIX}<slug>), a slug, or a title"

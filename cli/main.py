@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from catalog.datasets import Catalog, CatalogError
 from cli.config import Config, load_config
 from cli.console import ConsoleView
+from cli.logs import ConsoleLogHandler, quiet_progress_bars, setup_logging
 from settings import ConfigError
 from voice.audio.devices import AudioDeviceError
 from voice.audio.microphone import MicrophoneSource
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="--serve: port (default 8765)")
     p.add_argument("--sos-host", metavar="HOST", help="follow the SOS host ([sos] host)")
     p.add_argument("-v", "--verbose", action="store_true", help="per-turn timings and logs")
+    p.add_argument("--log-file", metavar="FILE", help="log to a rotating file ([log] file)")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines ([log] format)")
     p.add_argument("--version", action="version", version=f"sos-voice {_version()}")
     return p
 
@@ -88,6 +91,13 @@ def _config_from_args(args: argparse.Namespace) -> Config:
         audio["play"] = False
     if audio:
         cfg = cfg.replace(audio=audio)
+    logs: dict[str, object] = {}
+    if args.log_file:
+        logs["file"] = args.log_file
+    if args.log_json:
+        logs["format"] = "json"
+    if logs:
+        cfg = cfg.replace(log=logs)
     return cfg.replace(sos={"host": args.sos_host}) if args.sos_host else cfg
 
 
@@ -161,19 +171,28 @@ async def _open_recorder(
     return Recorder(store, "server" if args.serve else "kiosk")
 
 
-async def _run(args: argparse.Namespace, cfg: Config) -> int:
-    async with contextlib.AsyncExitStack() as cleanup:
-        return await _run_with(args, cfg, cleanup)
+async def _run(args: argparse.Namespace, cfg: Config, logs: ConsoleLogHandler | None = None) -> int:
+    view = ConsoleView(verbose=args.verbose)
+    if logs is not None:
+        logs.attach(view)  # log records on stderr step around the answer line
+    try:
+        async with contextlib.AsyncExitStack() as cleanup:
+            return await _run_with(args, cfg, cleanup, view)
+    finally:
+        if logs is not None:
+            logs.attach(None)
 
 
 async def _run_with(
-    args: argparse.Namespace, cfg: Config, cleanup: contextlib.AsyncExitStack
+    args: argparse.Namespace,
+    cfg: Config,
+    cleanup: contextlib.AsyncExitStack,
+    view: ConsoleView,
 ) -> int:
     from voice.exhibit import Exhibit
     from voice.pipeline import Session
     from voice.services import Services
 
-    view = ConsoleView(verbose=args.verbose)
     live = args.text is None and args.wav is None and not args.serve
     _check_args(args, cfg)
     if args.serve:
@@ -192,6 +211,9 @@ async def _run_with(
     # A bad curator.db_path fails here too, before the models load.
     recorder = await _open_recorder(args, cfg, cleanup)
     services = await Services.load(cfg)
+    if cfg.llm.answerer == "auto":
+        # The operator asked the program to choose: say what it chose and why, -v or not.
+        view.note(f"answerer: {services.answerer.name} ({services.answerer_reason})")
     try:
         exhibit = Exhibit(services.catalog)  # the installation's sphere, shared by its sessions
         exhibit.subscribe(lambda c: view.set_showing(c.showing.title if c.showing else ""))
@@ -306,10 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return simulator_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)  # until [log]
     try:
         if args.list_devices:
             from voice.audio.devices import list_devices
@@ -317,7 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(list_devices())
             return 0
         cfg = _config_from_args(args)
-        return asyncio.run(_run(args, cfg))
+        logs = setup_logging(cfg.log, verbose=args.verbose)
+        quiet_progress_bars(args.verbose)
+        return asyncio.run(_run(args, cfg, logs))
     except KeyboardInterrupt:
         print("\nbye", file=sys.stderr)
         return 0

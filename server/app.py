@@ -50,19 +50,24 @@ from server.http import (
     json_response,
     not_found,
     read_static,
+    response,
     static_path,
 )
 from server.metrics import Metrics
+from server.prometheus import CONTENT_TYPE as PROMETHEUS_TYPE
+from server.prometheus import PrometheusExport
 from server.protocol import dumps, error_event
 from server.ratelimit import Limits, RateLimit
 from server.security import (
     host_ok,
     origin_ok,
     select_subprotocol,
-    token_ok,
     validate_token,
 )
+from server.session_tokens import Access, SessionTokens
 from server.sphere_api import SPHERE_PATH, FunctionCallRelay, SphereApi
+from server.token_api import METHODS as TOKEN_METHODS
+from server.token_api import TOKENS_PATH, TokenApi
 from settings import ConfigError
 from voice.config import VoiceConfig
 from voice.exhibit import Exhibit, ExhibitChange
@@ -99,20 +104,28 @@ class Server:
         # What the installation's sphere shows, for every session of this server.
         self.exhibit = exhibit if exhibit is not None else Exhibit(services.catalog)
         self.metrics = Metrics(self.settings.metrics_window)
+        self._prometheus = PrometheusExport(self.metrics, self._server_gauges)
         self._connections: set[Connection] = set()
         self._ws: WsServer | None = None
         self._stopping = False
         self._origins = self.settings.origins()
         self._hosts = self.settings.hosts()
-        self._exhibit_api = ExhibitApi(self.exhibit, self.settings.token, self._origins)
+        # The operator token, or a short-lived session token minted from it (POST
+        # /session-tokens), opens the WebSocket and every HTTP API.
+        self.access = Access(
+            self.settings.token,
+            SessionTokens(self.settings.token, self.settings.session_token_ttl_s),
+        )
+        self._token_api = TokenApi(self.access, self._origins)
+        self._exhibit_api = ExhibitApi(self.exhibit, self.access, self._origins)
         # Records every session's turns for the staff's /curator page (None = not recorded).
         self.curator = curator
         self._curator_api = (
-            CuratorApi(curator, self.settings.token, self._origins) if curator is not None else None
+            CuratorApi(curator, self.access, self._origins) if curator is not None else None
         )
         # The SOS host followed (and maybe driven) for this exhibit; None = not configured.
         self.sphere = sphere
-        self._sphere_api = SphereApi(sphere, self.settings.token, self._origins) if sphere else None
+        self._sphere_api = SphereApi(sphere, self.access, self._origins) if sphere else None
         self._unsubscribe: Callable[[], None] | None = None
         root = self.settings.web_root or str(DEFAULT_WEB_ROOT)
         self._web_root = Path(root).expanduser().resolve()
@@ -125,7 +138,9 @@ class Server:
         """Every HTTP route of the port; add new ones here."""
         routes = Router()
         routes.add("/healthz", self._healthz)
-        routes.add("/metrics", self._metrics)
+        routes.add("/metrics", self._metrics)  # Prometheus text format
+        routes.add("/metrics.json", self._metrics_json)  # the same numbers, for people
+        routes.add(TOKENS_PATH, self._token_api.handle, methods=TOKEN_METHODS)
         routes.add(EXHIBIT_PATH, self._exhibit_api.handle, methods=EXHIBIT_METHODS)
         if self._curator_api is not None:
             for path in (CURATOR_PATH, CURATOR_PATH + "/", CSV_PATH):
@@ -254,6 +269,9 @@ class Server:
         return json_response(503 if self._stopping else 200, self.health())
 
     def _metrics(self, request: HttpRequest) -> HttpResponse:
+        return response(200, self._prometheus.render(), PROMETHEUS_TYPE)
+
+    def _metrics_json(self, request: HttpRequest) -> HttpResponse:
         return json_response(200, self.metrics_snapshot())
 
     async def _static(self, request: HttpRequest) -> HttpResponse:
@@ -278,11 +296,20 @@ class Server:
 
     def metrics_snapshot(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
-        snap["sessions"]["max"] = self.settings.max_sessions
-        live = [c.queue.peak_bytes for c in self._connections]
-        snap["send_queue_peak_bytes"] = max([snap["send_queue_peak_bytes"], *live])
-        snap["send_queue_bytes_now"] = sum(c.queue.bytes for c in self._connections)
+        gauges = self._server_gauges()
+        snap["sessions"]["max"] = gauges["sessions_max"]
+        snap["send_queue_peak_bytes"] = gauges["send_queue_peak_bytes"]
+        snap["send_queue_bytes_now"] = gauges["send_queue_bytes"]
         return snap
+
+    def _server_gauges(self) -> dict[str, int]:
+        """What the server knows beyond :class:`Metrics`: its limit and the live queues."""
+        live = [c.queue.peak_bytes for c in self._connections]
+        return {
+            "sessions_max": self.settings.max_sessions,
+            "send_queue_peak_bytes": max([self.metrics.send_queue_peak_bytes, *live]),
+            "send_queue_bytes": sum(c.queue.bytes for c in self._connections),
+        }
 
     # ----------------------------------------------------------------- WebSocket
     async def _handler(self, ws: ServerConnection) -> None:
@@ -299,7 +326,7 @@ class Server:
                 f"origin {origin!r} is not allowed (server.allowed_origins)",
             )
             return
-        if not token_ok(self.settings.token, headers):
+        if not self.access.ok(headers):
             await self._reject(
                 ws,
                 CLOSE_POLICY,

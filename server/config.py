@@ -23,6 +23,9 @@ class ServerConfig:
     port: int = 8765
     # Bearer token clients must present ("" = none; only allowed when bound to loopback).
     token: str = ""
+    # Lifetime of the session tokens POST /session-tokens mints from that token, for clients
+    # that should not carry it (a Unity build, a kiosk page): seconds, 60..86400.
+    session_token_ttl_s: float = 600.0
     # Extra browser origins allowed to connect, comma-separated ("*" = any). The page's own
     # origin (same host:port) and clients that send no Origin header are always allowed.
     allowed_origins: str = ""
@@ -50,7 +53,7 @@ class ServerConfig:
     # Serve the browser page at GET /; web_root "" = the web/ folder shipped with the project.
     serve_web: bool = True
     web_root: str = ""
-    # How many recent turns the /metrics latency percentiles are computed over.
+    # How many recent turns the latency percentiles (/metrics.json, /metrics) are computed over.
     metrics_window: int = 200
     # Keepalive pings find vanished clients (their response is then cancelled).
     ping_interval_s: float = 20.0
@@ -71,6 +74,8 @@ class ServerConfig:
             raise ConfigError("server.max_message_bytes must be >= 1024")
         if self.max_turn_audio_s <= 0 or self.idle_timeout_s <= 0:
             raise ConfigError("server.max_turn_audio_s and server.idle_timeout_s must be > 0")
+        if not 60 <= self.session_token_ttl_s <= 86400:
+            raise ConfigError("server.session_token_ttl_s must be 60..86400 seconds")
         if self.max_sessions < 1 or self.metrics_window < 1:
             raise ConfigError("server.max_sessions and server.metrics_window must be >= 1")
         if self.send_queue_bytes < 65536:

@@ -23,7 +23,8 @@ from curator.page import CSP, render
 from curator.recorder import Recorder
 from curator.report import summarize
 from server.http import HttpRequest, HttpResponse, error_response, response
-from server.security import origin_ok, token_ok
+from server.security import origin_ok
+from server.session_tokens import Access
 
 CURATOR_PATH = "/curator"
 CSV_PATH = "/curator/turns.csv"
@@ -49,16 +50,16 @@ def basic_token_ok(expected: str, authorization: str) -> bool:
 class CuratorApi:
     """The curator routes over one recorder's store."""
 
-    def __init__(self, recorder: Recorder, token: str, origins: Sequence[str]) -> None:
+    def __init__(self, recorder: Recorder, access: Access, origins: Sequence[str]) -> None:
         self._store = recorder.store
-        self._token = token
+        self._access = access
         self._origins = tuple(origins)
 
     def _authorized(self, request: HttpRequest) -> bool:
         headers = request.headers
-        if token_ok(self._token, headers):
+        if self._access.ok(headers):
             return True
-        return basic_token_ok(self._token, headers.get("Authorization", ""))
+        return basic_token_ok(self._access.operator_token, headers.get("Authorization", ""))
 
     def _days(self, query: str, default: int) -> int:
         """``?days=N`` clamped to 1..retention (a bad value means the default)."""

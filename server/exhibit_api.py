@@ -1,14 +1,16 @@
 """``/exhibit/showing``: the exhibit controller tells the server what the sphere is playing.
 
 When the playlist moves on, the controller calls (on the server's own port, with the same
-bearer token as the WebSocket when one is configured)::
+bearer token as the WebSocket when one is configured, or a session token minted from it)::
 
     curl -X POST http://127.0.0.1:8765/exhibit/showing \\
          -H 'Authorization: Bearer TOKEN' -d '{"dataset": "tsunami-locations-2000-bce-2014"}'
 
 ``GET`` reads the state, ``POST``/``PUT`` set it (a catalog URL, slug or title; null clears),
 ``DELETE`` clears it. Every session of the server that has no per-headset override then
-answers about the new dataset and gets a ``session.updated`` event.
+answers about the new dataset and gets a ``session.updated`` event. A name several datasets
+match ("sea surface temperature") changes nothing and gets 409 with the candidates, so the
+controller can send one of their slugs instead of the server silently picking one.
 
 Requests reach it through :mod:`server.front` (h11), body and all.
 """
@@ -20,9 +22,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from catalog.datasets import CatalogError
+from catalog.datasets import AmbiguousDataset, CatalogError
 from server.http import HttpRequest, HttpResponse, error_response, json_response
-from server.security import origin_ok, token_ok
+from server.security import origin_ok
+from server.session_tokens import Access
 from voice.exhibit import Exhibit
 
 EXHIBIT_PATH = "/exhibit/showing"
@@ -32,9 +35,9 @@ METHODS = ("GET", "POST", "PUT", "DELETE")
 class ExhibitApi:
     """The ``/exhibit/showing`` resource of one server's :class:`Exhibit`."""
 
-    def __init__(self, exhibit: Exhibit, token: str, origins: Sequence[str]) -> None:
+    def __init__(self, exhibit: Exhibit, access: Access, origins: Sequence[str]) -> None:
         self.exhibit = exhibit
-        self._token = token
+        self._access = access
         self._origins = tuple(origins)
 
     def state(self) -> dict[str, Any]:
@@ -52,7 +55,7 @@ class ExhibitApi:
             return error_response(
                 403, "origin_not_allowed", "this origin may not change the exhibit"
             )
-        if not token_ok(self._token, headers):
+        if not self._access.ok(headers):
             return error_response(
                 401,
                 "invalid_api_key",
@@ -88,7 +91,22 @@ class ExhibitApi:
             return json_response(200, self.state())
         try:
             entry = await asyncio.to_thread(self.exhibit.resolve, ref)
+        except AmbiguousDataset as exc:
+            return ambiguous_response(exc)
         except CatalogError as exc:
             return error_response(404, "unknown_dataset", str(exc))
         self.exhibit.set(entry, source="http")
         return json_response(200, self.state())
+
+
+def ambiguous_response(exc: AmbiguousDataset) -> HttpResponse:
+    """409 with the candidates, best first: ``{"error": {"code": "ambiguous_dataset",
+    "message", "total", "candidates": [{"slug", "title", "url"}, ...]}}``."""
+    candidates = [{"slug": e.slug, "title": e.title, "url": e.url} for e in exc.candidates]
+    error = {
+        "code": "ambiguous_dataset",
+        "message": str(exc),
+        "total": exc.total,
+        "candidates": candidates,
+    }
+    return json_response(409, {"error": error})

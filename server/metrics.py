@@ -1,9 +1,12 @@
-"""Server counters and per-turn latency percentiles, for GET /metrics.
+"""Server counters and per-turn latencies, for ``GET /metrics`` and ``GET /metrics.json``.
 
 One :class:`Metrics` per server (no module state), fed by the connections. Latencies are the
 Session's own milestones (end of speech -> transcript, first text, first sentence, first audio,
-done), kept for the last ``window`` turns, because an operator asks "how fast is it now",
-not "since the process started".
+done). They are kept twice, because two readers ask two questions: the last ``window`` turns
+give the percentiles a person reads in ``/metrics.json`` ("how fast is it now"), and cumulative
+histogram buckets since start give Prometheus what it can aggregate and rate over any range
+(a window's percentile cannot be summed across servers or scrapes). Rendering the
+Prometheus text format is :mod:`server.prometheus`'s concern, not this module's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,26 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 MILESTONES = ("transcript", "first_text", "first_sentence", "first_audio", "done")
+# Upper bounds (ms) of the cumulative latency histogram: around what a spoken answer needs
+# (a first sound under a second feels live; over five does not).
+LATENCY_BUCKETS_MS = (100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000)
+
+
+class Histogram:
+    """Cumulative counts per upper bound, their sum and count since start (never reset)."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_MS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)  # values <= bounds[i]
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -40,6 +63,7 @@ class Metrics:
         self.errors: Counter[str] = Counter()
         self.send_queue_peak_bytes = 0
         self._latency: dict[str, deque[float]] = {m: deque(maxlen=window) for m in MILESTONES}
+        self.histograms: dict[str, Histogram] = {m: Histogram() for m in MILESTONES}
 
     def session_opened(self) -> None:
         self.sessions_active += 1
@@ -63,6 +87,11 @@ class Metrics:
         for name, value in latencies_ms.items():
             if name in self._latency:
                 self._latency[name].append(float(value))
+                self.histograms[name].observe(float(value))
+
+    @property
+    def uptime_s(self) -> float:
+        return self._clock() - self._started
 
     def latency_summary(self) -> dict[str, dict[str, float | int]]:
         out: dict[str, dict[str, float | int]] = {}
@@ -80,7 +109,7 @@ class Metrics:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "uptime_s": round(self._clock() - self._started, 1),
+            "uptime_s": round(self.uptime_s, 1),
             "sessions": {
                 "active": self.sessions_active,
                 "total": self.sessions_total,

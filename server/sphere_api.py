@@ -22,7 +22,8 @@ from typing import Any
 
 from server.http import HttpRequest, HttpResponse, error_response, json_response
 from server.protocol import new_id
-from server.security import origin_ok, token_ok
+from server.security import origin_ok
+from server.session_tokens import Access
 from sphere.commands import Command
 from sphere.control import FUNCTION_NAME, ActionResult
 from sphere.service import Sphere
@@ -45,9 +46,9 @@ FUNCTION_OUTPUT_INDEX = 1  # the spoken answer is output item 0 of the response
 class SphereApi:
     """GET: what the sphere shows and its playlist. POST: an action (control must be on)."""
 
-    def __init__(self, sphere: Sphere, token: str, origins: Sequence[str]) -> None:
+    def __init__(self, sphere: Sphere, access: Access, origins: Sequence[str]) -> None:
         self.sphere = sphere
-        self._token = token
+        self._access = access
         self._origins = tuple(origins)
         self._limiter = sphere.limiter()  # the HTTP API counts as one caller
 
@@ -56,7 +57,7 @@ class SphereApi:
         its limit with 413, before this is called)."""
         if not origin_ok(request.headers, self._origins):
             return error_response(403, "origin_not_allowed", "this origin may not drive the sphere")
-        if not token_ok(self._token, request.headers):
+        if not self._access.ok(request.headers):
             return error_response(
                 401, "invalid_api_key", "a valid token is required", WWW_Authenticate="Bearer"
             )

@@ -12,7 +12,14 @@ import pytest
 
 from catalog.cli import main as catalog_main
 from catalog.cli import refresh
-from catalog.datasets import Catalog, CatalogError, default_catalog_path, slug_of
+from catalog.datasets import (
+    AmbiguousDataset,
+    Catalog,
+    CatalogError,
+    default_catalog_path,
+    normalize_title,
+    slug_of,
+)
 
 
 def test_the_shipped_catalog_has_the_520_datasets(catalog: Catalog) -> None:
@@ -105,3 +112,28 @@ def test_catalog_show_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "https://sos.noaa.gov/catalog/datasets/tsunami-locations-2000-bce-2014" in out
     assert catalog_main(["show", "pizza party"]) == 2
+
+
+@pytest.mark.parametrize("ref", ["sea surface temperature", "hurricane season", "Sea Ice"])
+def test_a_name_several_datasets_share_is_ambiguous(catalog: Catalog, ref: str) -> None:
+    with pytest.raises(AmbiguousDataset) as info:
+        catalog.resolve(ref)
+    found = info.value
+    assert len(found.candidates) >= 2 and found.total >= len(found.candidates)
+    words = set(normalize_title(ref).split())
+    for entry in found.candidates:  # every candidate holds every word of the name
+        assert words <= set(entry.title_key.split()) | set(entry.slug.replace("-", " ").split())
+    assert found.candidates[0].title in str(found)
+    # Any candidate's slug, URL or full title is exact again.
+    pick = found.candidates[1]
+    assert catalog.resolve(pick.slug) == catalog.resolve(pick.url) == pick
+    assert catalog.resolve(pick.title) == pick
+
+
+def test_ambiguity_lists_at_most_ten_best_first(catalog: Catalog) -> None:
+    with pytest.raises(AmbiguousDataset) as info:
+        catalog.resolve("temperature")
+    assert len(info.value.candidates) == 10 < info.value.total
+    with pytest.raises(AmbiguousDataset) as info:
+        catalog.resolve("sea surface temperature")
+    assert info.value.candidates[0].title == "Sea Surface Temperature Model"

@@ -62,7 +62,7 @@ async def test_a_kiosk_session_is_recorded_turn_by_turn(
     services: Services, store: CuratorStore, tmp_path: Path
 ) -> None:
     exhibit = Exhibit(services.catalog)
-    exhibit.set("hurricane", source="test")
+    exhibit.set("hurricane-season-2012", source="test")
     showing = exhibit.showing
     assert showing is not None
     events = Events()

@@ -241,7 +241,7 @@ def _expect_continue(port: int) -> tuple[int, bytes]:
 async def test_only_get_and_head_on_read_only_routes(services: Any, tracebacks: Tracebacks) -> None:
     async with running_server(services, serve_web=True) as server:
         host = f"127.0.0.1:{server.port}"
-        for path in ("/", "/healthz", "/metrics", "/index.html"):
+        for path in ("/", "/healthz", "/metrics", "/metrics.json", "/index.html"):
             for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
                 reply = await exchange(server, request(method, path, host, b"{}"))
                 assert reply.status == 405, (method, path, reply)

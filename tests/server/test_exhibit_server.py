@@ -194,6 +194,30 @@ async def test_http_errors_are_clear_json(real_server: Server) -> None:
     assert status == 200 and body["showing"]["slug"] == "hurricane-season-2012"
 
 
+async def test_an_ambiguous_name_answers_with_the_candidates(real_server: Server) -> None:
+    await show(real_server, TSUNAMI)
+    async with client(real_server) as ws:
+        await next_event(ws)  # session.created
+        status, body, _ = await http(real_server, "POST", {"dataset": "sea surface temperature"})
+        assert status == 409 and body["error"]["code"] == "ambiguous_dataset"
+        candidates = body["error"]["candidates"]
+        assert 2 <= len(candidates) <= 10 and body["error"]["total"] >= len(candidates)
+        assert all(set(c) == {"slug", "title", "url"} for c in candidates)
+        words = {"sea", "surface", "temperature"}
+        assert all(words <= set(c["title"].lower().replace("-", " ").split()) for c in candidates)
+        assert "sea-surface-temperature-real-time" in {c["slug"] for c in candidates}
+        # Nothing changed, and no session heard of a change.
+        assert (await http(real_server, "GET"))[1]["showing"]["url"] == TSUNAMI
+        assert await no_event(ws)
+        # One of the candidates, by slug, URL or exact title, is shown.
+        pick = candidates[1]
+        for ref in (pick["slug"], pick["url"], pick["title"]):
+            assert (await show(real_server, ref))["showing"]["slug"] == pick["slug"]
+        assert await showing_of(ws) == pick["url"]
+        state = await show(real_server, "Sea Surface Temperature - Real-time")
+        assert state["showing"]["slug"] == "sea-surface-temperature-real-time"
+
+
 async def test_the_endpoint_needs_the_token_when_one_is_set(
     start_server: StartServer, config: Config, services: Any
 ) -> None:

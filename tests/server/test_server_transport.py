@@ -350,8 +350,11 @@ async def test_health_metrics_and_page(real_server: Server) -> None:
     health = json.loads(body)
     assert status == 200 and health["ok"] and health["sessions"] == 0
     assert {"answerer", "stt", "tts"} <= set(health["models"])
-    status, _, body = await asyncio.to_thread(_get, base + "metrics")
+    status, _, body = await asyncio.to_thread(_get, base + "metrics.json")
     assert status == 200 and "latency_ms" in json.loads(body)
+    status, headers, body = await asyncio.to_thread(_get, base + "metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert b"# TYPE sos_voice_sessions_active gauge" in body
     status, headers, body = await asyncio.to_thread(_get, base)
     assert status == 200 and b"<html" in body.lower()
     assert "default-src 'self'" in headers["Content-Security-Policy"]

@@ -5,11 +5,15 @@
 // SOS_VOICE_OPERATOR_KEY environment variable on a desktop installation), and the client trades
 // it for a token that expires in minutes, like the hosted Realtime API's ephemeral keys:
 //
-//   POST {tokenEndpoint}
+//   POST {tokenEndpoint}                  e.g. http://SERVER:8765/session-tokens
 //   Authorization: Bearer OPERATOR_KEY
 //   Content-Type: application/json
 //   {}
 //   -> 200 {"token": "...", "expires_at": 1767225600}     (Unix seconds)
+//
+// With no operator key the request goes without Authorization: for an endpoint of the
+// operator's own backend that vouches for the device its own way and mints with the key it
+// keeps (the hosted API's pattern), so the device never holds the operator key at all.
 //
 // The WebSocket presents the token when it connects; the server checks it only then, so a
 // token has to be valid at connect time, not for the whole session. A fresh one is minted for
@@ -76,17 +80,21 @@ namespace SosVoice
             var token = cached;
             if (token != null && token.FreshFor(Margin)) return token;
             string key = operatorKey != null ? operatorKey() : null;
-            if (string.IsNullOrEmpty(key))
-                throw new TokenMintException(0, "no operator key: call SetOperatorKey() or set SOS_VOICE_OPERATOR_KEY");
             using (var request = new HttpRequestMessage(HttpMethod.Post, endpoint))
             {
-                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+                if (!string.IsNullOrEmpty(key))
+                    request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
                 request.Content = new StringContent("{}", Encoding.UTF8, "application/json");
                 using (var response = await Http.SendAsync(request, ct).ConfigureAwait(false))
                 {
                     string body = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+                    int status = (int)response.StatusCode;
+                    if (status == 401)
+                        throw new TokenMintException(status, string.IsNullOrEmpty(key)
+                            ? "token endpoint: HTTP 401, it needs the operator key: SetOperatorKey() or SOS_VOICE_OPERATOR_KEY"
+                            : "token endpoint: HTTP 401, the operator key was refused");
                     if (!response.IsSuccessStatusCode)
-                        throw new TokenMintException((int)response.StatusCode, "token endpoint: HTTP " + (int)response.StatusCode);
+                        throw new TokenMintException(status, "token endpoint: HTTP " + status);
                     cached = Parse(body);
                     return cached;
                 }
