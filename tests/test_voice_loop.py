@@ -112,6 +112,24 @@ async def test_spoken_question_gets_a_spoken_grounded_answer(
     assert len(heard & said) / len(said) >= 0.4, (heard, said)
 
 
+async def test_a_recording_that_begins_mid_word_is_heard_from_its_first_word(
+    services: Services, tmp_path: Path
+) -> None:
+    """No silence before the first word (`espeak-ng -w q.wav ...; sos-voice --wav q.wav`):
+    the transcript used to be "Slakes happen." and the answer "Sorry, I don't have...".
+    """
+    wav = espeak_wav("Where do earthquakes happen?", tmp_path / "q.wav", lead_s=0.0, trail_s=1.0)
+    rec = Recorder()
+    session = Session(services, rec)
+    await feed_wav(session, wav)
+    await session.wait_idle()
+    await session.aclose()
+    (transcript,) = rec.of(TranscriptReady)
+    assert {"where", "earthquakes"} <= words(transcript.text), transcript.text
+    (done,) = rec.of(ResponseDone)
+    assert done.link is not None and "earthquake" in done.link
+
+
 async def test_two_questions_in_one_recording_are_two_turns(
     services: Services, tmp_path: Path
 ) -> None:
