@@ -367,11 +367,11 @@ class TurnQueue:
 
     def _may_reprompt(self) -> bool:
         """A reprompt is configured and none was spoken in the last ``reprompt_interval_s``."""
-        cfg = self._services.config.pipeline
         now = time.monotonic()
-        if not cfg.reprompt.strip():
+        if not self._services.config.pipeline.reprompt.strip():
             return False
-        if self._reprompted_at is not None and now - self._reprompted_at < cfg.reprompt_interval_s:
+        interval = self._services.config.pipeline.reprompt_interval_s
+        if self._reprompted_at is not None and now - self._reprompted_at < interval:
             return False
         self._reprompted_at = now
         return True
