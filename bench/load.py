@@ -258,7 +258,10 @@ async def run_client(
                 result.errors.append(f"{err.get('code')}: {err.get('message')}")
             elif kind == "response.done":
                 response = event.get("response", {})
-                result.status = response.get("status", "?")
+                if (response.get("metadata") or {}).get("sos_voice_reprompt"):
+                    result.status = "nothing heard"  # the spoken "didn't catch that"
+                else:
+                    result.status = response.get("status", "?")
                 if speech_end_at is not None:
                     result.done_ms = round((now - speech_end_at) * 1000.0, 1)
                 done.set()

@@ -259,7 +259,7 @@ async def pipeline_turn(services: Services, question: SpokenQuestion, cold: bool
     if heard is not None:
         rec.transcript = heard[1].text
         rec.wer = round(word_error_rate(question.text, rec.transcript), 3)
-    if done is None or stopped is None:
+    if done is None or stopped is None or done[1].reprompt is not None:
         rec.status = "nothing heard" if heard is not None else "no turn"
         return rec
     d: ResponseDone = done[1]

@@ -258,10 +258,11 @@ async def _run_with(
                 await mic.__aexit__(None, None, None)
             if sphere is not None:
                 await sphere.aclose()
-        if not view.done:
+        answers = [d for d in view.done if d.reprompt is None]  # not "didn't catch that"
+        if not answers:
             print("no question was heard", file=sys.stderr)
             return 1
-        return 0 if all(d.status == "completed" for d in view.done) else 1
+        return 0 if all(d.status == "completed" for d in answers) else 1
     finally:
         await services.aclose()
 

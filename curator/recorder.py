@@ -96,6 +96,8 @@ class _SessionTap:
                 self._misheard()
         elif isinstance(event, ErrorEvent) and event.code == "transcription_failed":
             self._misheard()
+        elif isinstance(event, ResponseStarted) and event.reprompt is not None:
+            return  # the spoken "didn't catch that" of a turn already recorded as misheard
         elif isinstance(event, ResponseStarted):
             spoken = self._transcript is not None and event.question == self._transcript
             self._transcript = None

@@ -92,6 +92,7 @@ class _Response:
     parts: list[str] = field(default_factory=list)
     link: dict[str, str] | None = None
     interrupted: bool = False
+    reprompt: str | None = None  # why this response is the "didn't catch that" reply
 
 
 class RealtimeMapper:
@@ -301,6 +302,7 @@ class RealtimeMapper:
             rate=wire.binary_output_sample_rate
             if wire.binary_audio
             else wire.output_audio_sample_rate,
+            reprompt=event.reprompt,
         )
         self._responses[rid] = response
         self._last_response = rid
@@ -473,7 +475,12 @@ class RealtimeMapper:
         details: dict[str, Any] | None = None,
         items: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        # A reprompt says so in the response's metadata (a Realtime field clients may read).
+        metadata = (
+            {"metadata": {"sos_voice_reprompt": response.reprompt}} if response.reprompt else {}
+        )
         return {
+            **metadata,
             "id": response.id,
             "object": "realtime.response",
             "status": status,

@@ -152,3 +152,11 @@ def speech_bounds_ms(
     if not len(loud):
         raise ValueError("no speech found in the recording")
     return int(loud[0]) * window_ms, int(loud[-1] + 1) * window_ms
+
+
+def backwards_speech(text: str, path: Path, *, rate: int = 16000, trail_s: float = 1.0) -> Path:
+    """``text`` spoken by espeak-ng and played backwards: voice to the VAD (pitch, formants,
+    syllable rhythm), no words to Whisper. A real stand-in for a mumble it cannot accept."""
+    espeak_wav(text, path, rate=rate, lead_s=trail_s, trail_s=0.5)
+    pcm, _ = read_pcm16(path)
+    return write_pcm16(path, np.frombuffer(pcm, dtype="<i2")[::-1].tobytes(), rate)

@@ -102,6 +102,41 @@ def test_preroll_keeps_the_first_syllable(question: tuple[bytes, tuple[int, int]
     assert stopped0.audio == pcm[offset : offset + len(stopped0.audio)]
 
 
+FROM_FIRST_SAMPLE = [
+    "Where do earthquakes happen?",
+    "Why is the sky blue?",
+    "Show me the hurricanes.",
+    QUESTION,
+]
+
+
+@pytest.mark.parametrize("frame_ms", [10, 30])
+@pytest.mark.parametrize("noise_db", [None, -40.0], ids=["clean", "white-40"])
+@pytest.mark.parametrize("sentence", FROM_FIRST_SAMPLE)
+def test_speech_from_the_first_sample_is_heard_whole(
+    tmp_path: Path, sentence: str, frame_ms: int, noise_db: float | None
+) -> None:
+    """A stream that begins mid-word (a WAV with no leading silence, a push-to-talk clip).
+
+    There is no noise floor yet when the first word arrives; it used to be taken for the
+    room, so "Where do earthquakes happen?" began at "quakes", and "Why is the sky blue?"
+    at 30 ms frames gave no turn at all.
+    """
+    path = espeak_wav(sentence, tmp_path / "q.wav", lead_s=0.0, trail_s=0.8, noise_db=noise_db)
+    pcm, _ = read_pcm16(path)
+    clean, _ = read_pcm16(espeak_wav(sentence, tmp_path / "c.wav", lead_s=0.0, trail_s=0.8))
+    speech_start, speech_end = speech_bounds_ms(clean, RATE)
+    events = run(pcm, frame_ms)
+    assert kinds(events) == ["SpeechStarted", "SpeechStopped"], events
+    started, stopped = events
+    assert isinstance(started, SpeechStarted) and isinstance(stopped, SpeechStopped)
+    assert started.audio_ms - speech_start <= START_TOLERANCE_MS
+    assert abs(stopped.audio_ms - speech_end) <= END_TOLERANCE_MS
+    # The turn's audio is the stream from its very first sample to past the last word.
+    assert stopped.audio == pcm[: len(stopped.audio)]
+    assert len(stopped.audio) // BYTES_PER_MS >= speech_end
+
+
 def test_two_questions_with_a_pause_are_two_turns(tmp_path: Path) -> None:
     first = espeak_wav(QUESTION, tmp_path / "a.wav", lead_s=0.5, trail_s=0.0)
     second = espeak_wav("Show me hurricanes.", tmp_path / "b.wav", lead_s=0.0, trail_s=0.8)

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from catalog.datasets import Catalog
-from tests.speech import concat_wavs, espeak_wav, read_pcm16, speech_bounds_ms, write_pcm16
+from tests.speech import (
+    backwards_speech,
+    concat_wavs,
+    espeak_wav,
+    read_pcm16,
+    speech_bounds_ms,
+    write_pcm16,
+)
 from voice.audio.resample import resample_pcm16
 from voice.audio.wav import WavSource
 from voice.events import (
@@ -26,6 +33,7 @@ from voice.events import (
     ResponseDone,
     SpeechStarted,
     TranscriptReady,
+    TurnDropped,
 )
 from voice.pipeline import Session
 from voice.services import Services
@@ -110,6 +118,48 @@ async def test_spoken_question_gets_a_spoken_grounded_answer(
     said = {w for w in words(done.text) if len(w) > 5}
     assert said, done.text
     assert len(heard & said) / len(said) >= 0.4, (heard, said)
+
+
+async def test_a_recording_that_begins_mid_word_is_heard_from_its_first_word(
+    services: Services, tmp_path: Path
+) -> None:
+    """No silence before the first word (`espeak-ng -w q.wav ...; sos-voice --wav q.wav`):
+    the transcript used to be "Slakes happen." and the answer "Sorry, I don't have...".
+    """
+    wav = espeak_wav("Where do earthquakes happen?", tmp_path / "q.wav", lead_s=0.0, trail_s=1.0)
+    rec = Recorder()
+    session = Session(services, rec)
+    await feed_wav(session, wav)
+    await session.wait_idle()
+    await session.aclose()
+    (transcript,) = rec.of(TranscriptReady)
+    assert {"where", "earthquakes"} <= words(transcript.text), transcript.text
+    (done,) = rec.of(ResponseDone)
+    assert done.link is not None and "earthquake" in done.link
+
+
+async def test_a_turn_with_no_words_gets_one_spoken_reprompt_then_the_question_is_answered(
+    services: Services, tmp_path: Path
+) -> None:
+    """Two mumbles (speech played backwards: the VAD hears a turn, Whisper no words), then a
+    question. The first mumble is answered "Sorry, I didn't catch that" out loud; the second,
+    inside ``reprompt_interval_s``, is not (noise must not make the kiosk chatter)."""
+    mumble = backwards_speech("What causes a tsunami?", tmp_path / "m.wav")
+    question = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", lead_s=0.0, trail_s=1.0)
+    wav = concat_wavs([mumble, mumble, question], tmp_path / "all.wav", gap_s=1.0)
+    rec = Recorder()
+    session = Session(services, rec)
+    await feed_wav(session, wav, realtime=True)  # at a microphone's pace
+    await session.wait_idle()
+    await session.aclose()
+
+    assert [e.reason for e in rec.of(TurnDropped)] == ["no_speech", "no_speech"]
+    reprompt, answer = rec.of(ResponseDone)
+    assert reprompt.reprompt == "no_speech" and reprompt.status == "completed"
+    assert reprompt.text == services.config.pipeline.reprompt
+    pcm, rate = rec.audio(reprompt.response_id)
+    assert {"sorry", "catch"} <= words(heard_back(services, pcm, rate))
+    assert answer.reprompt is None and answer.link is not None and "tsunami" in answer.link
 
 
 async def test_two_questions_in_one_recording_are_two_turns(

@@ -12,14 +12,15 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from llm.base import AnswerRequest, Link, TextDelta
+from llm.base import AnswerEvent, AnswerRequest, Link, TextDelta
 from voice.audio.speaker import AudioSink
 from voice.events import (
     CancelReason,
     ErrorEvent,
     Event,
+    RepromptReason,
     ResponseAudio,
     ResponseDone,
     ResponseLink,
@@ -65,7 +66,25 @@ class Answering:
     async def run(self, response_id: str, request: AnswerRequest, timings: TurnTimings) -> None:
         """Answer ``request``; on cancellation the task's CancelledError propagates after the
         ResponseDone (status ``cancelled``) has been emitted."""
-        self._emit(ResponseStarted(response_id=response_id, question=request.question))
+        stream = self._services.answerer.stream(request)
+        await self._respond(response_id, request.question, stream, timings, None)
+
+    async def reprompt(
+        self, response_id: str, text: str, reason: RepromptReason, timings: TurnTimings
+    ) -> None:
+        """Speak ``text`` (e.g. "Sorry, I didn't catch that") as a response of its own: the
+        same events, audio path and cancellation as an answer, marked with ``reason``."""
+        await self._respond(response_id, "", _said(text), timings, reason)
+
+    async def _respond(
+        self,
+        response_id: str,
+        question: str,
+        pieces: AsyncIterator[AnswerEvent],
+        timings: TurnTimings,
+        reprompt: RepromptReason | None,
+    ) -> None:
+        self._emit(ResponseStarted(response_id=response_id, question=question, reprompt=reprompt))
         self._set_state("thinking")
         parts: list[str] = []
         link: Link | None = None
@@ -76,7 +95,7 @@ class Answering:
         error: str | None = None
         try:
             splitter = SentenceSplitter(self._services.config.pipeline.first_chunk_min_chars)
-            async with contextlib.aclosing(self._services.answerer.stream(request)) as stream:
+            async with contextlib.aclosing(pieces) as stream:
                 async for piece in stream:
                     if isinstance(piece, TextDelta) and piece.text:
                         marks.setdefault("first_text", time.monotonic())
@@ -134,6 +153,7 @@ class Answering:
                     timings=final,
                     error=error,
                     cancel_reason=self.outcome.cancel_reason if status == "cancelled" else None,
+                    reprompt=reprompt,
                 )
             )
 
@@ -164,3 +184,8 @@ class Answering:
                 )
                 if self._output is not None:
                     await self._output.write(pcm, synth.sample_rate)
+
+
+async def _said(text: str) -> AsyncIterator[AnswerEvent]:
+    """A fixed reply as an answer stream."""
+    yield TextDelta(text)

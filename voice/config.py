@@ -91,10 +91,14 @@ class PipelineConfig:
     early_stt: bool = True
     first_chunk_min_chars: int = 24
     max_history_turns: int = 6
+    reprompt: str = "Sorry, I didn't catch that. Could you say it again?"
+    reprompt_interval_s: float = 20.0
 
     def validate(self) -> None:
         if self.first_chunk_min_chars < 1 or self.max_history_turns < 0:
             raise ConfigError("pipeline.first_chunk_min_chars >= 1, max_history_turns >= 0")
+        if not 0.0 <= self.reprompt_interval_s <= 3600.0:
+            raise ConfigError("pipeline.reprompt_interval_s must be between 0 and 3600")
 
 
 @dataclass(frozen=True)

@@ -125,10 +125,16 @@ class TranscriptReady:
     text: str
 
 
+RepromptReason = Literal["no_speech"]
+"""Why a response is the short spoken reprompt rather than an answer: the visitor's turn
+held no words Whisper would accept."""
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseStarted:
     response_id: str
     question: str
+    reprompt: RepromptReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +185,7 @@ class ResponseDone:
     timings: TurnTimings
     error: str | None = None
     cancel_reason: CancelReason | None = None
+    reprompt: RepromptReason | None = None  # the "didn't catch that" reply, not an answer
 
 
 @dataclass(frozen=True, slots=True)

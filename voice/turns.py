@@ -101,6 +101,7 @@ class TurnQueue:
         self._history: list[ChatMessage] = []
         self._state: State = "listening"
         self._closed = False
+        self._reprompted_at: float | None = None  # monotonic time of the last reprompt
 
     # ----------------------------------------------------------------- state
     @property
@@ -345,6 +346,8 @@ class TurnQueue:
                     self._refuse("respond", "no_speech", "nothing was heard in the committed audio")
                 elif turn.item_id is not None:
                     self._drop(turn, "no_speech", "nothing was heard in the turn")
+                    if turn.response_id is not None and self._may_reprompt():
+                        await self._reprompt(turn, timings)
                 return
             question = self._unanswered = [text.strip()]
         if turn.response_id is None or not question:
@@ -361,6 +364,32 @@ class TurnQueue:
             self._remember(question[0], answering.outcome.text)
             if self._unanswered is question:
                 self._unanswered = None
+
+    def _may_reprompt(self) -> bool:
+        """A reprompt is configured and none was spoken in the last ``reprompt_interval_s``."""
+        now = time.monotonic()
+        if not self._services.config.pipeline.reprompt.strip():
+            return False
+        interval = self._services.config.pipeline.reprompt_interval_s
+        if self._reprompted_at is not None and now - self._reprompted_at < interval:
+            return False
+        self._reprompted_at = now
+        return True
+
+    async def _reprompt(self, turn: Turn, timings: TurnTimings) -> None:
+        """Say "Sorry, I didn't catch that" in the response the turn would have had.
+
+        Why: a turn Whisper rejects used to end in silence, and the visitor could not tell a
+        mumble that was not understood from a kiosk that was not listening.
+        """
+        assert turn.response_id is not None
+        answering = Answering(
+            self._services, self._emit, self._set_state, self._output, self._session_id
+        )
+        self._answering = answering
+        turn.started = True
+        text = self._services.config.pipeline.reprompt.strip()
+        await answering.reprompt(turn.response_id, text, "no_speech", timings)
 
     async def _transcribe(self, turn: Turn) -> str | None:
         """The turn's transcript (announced with TranscriptReady), or None if it failed."""

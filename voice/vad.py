@@ -18,12 +18,24 @@ speech_started with a speech_stopped, and barge-in cancels the answer on speech_
 door slam must do neither, so a candidate turn is announced only once it has lasted
 ``min_speech_ms`` (its ``audio_ms`` is still the true start); shorter candidates vanish without
 events. The cost is at most ``min_speech_ms`` of extra delay before a barge-in.
+
+Why a turn's start is judged again when it opens: a frame is judged against the noise floor
+known *at that frame*. When a stream begins with speech (a WAV with no leading silence, a
+push-to-talk recording or a WebSocket stream that starts mid-word) there is no floor yet: the
+first word is louder than every estimate, and it took the first pause between words to pull
+the floor down, so "Where do earthquakes happen?" was heard as "quakes happen". When a turn
+opens, the frames just before it are judged again against the floor as it is known now, and
+the turn starts at the earliest of them that is speech (within ``START_LOOKBACK_MS``, with
+gaps no longer than ``START_GAP_MS``); when the floor falls by ``RESCAN_DROP_DB`` outside a
+turn, the look-back is searched for a turn the old floor hid; and before a turn ends, the
+frames since its last voiced one are judged again, so a soft last syllable is not cut.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 import webrtcvad
@@ -37,6 +49,12 @@ TRAILING_KEEP_MS = 150
 """Silence kept after the last voiced frame in a turn's audio (Whisper likes a little)."""
 ABSOLUTE_FLOOR_DBFS = -60.0
 """Frames quieter than this are never speech (digital silence, a muted microphone)."""
+START_LOOKBACK_MS = 1500
+"""How far before an opening turn its frames are judged again (a long first word or two)."""
+START_GAP_MS = 240
+"""The longest pause between re-judged speech frames that still belongs to the same turn."""
+RESCAN_DROP_DB = 6.0
+"""A fall of the start threshold this large outside a turn judges the look-back again."""
 
 
 def frame_energy_dbfs(frame: bytes) -> float:
@@ -44,6 +62,14 @@ def frame_energy_dbfs(frame: bytes) -> float:
     x = np.frombuffer(frame, dtype="<i2").astype(np.float64)
     rms = math.sqrt(float(np.dot(x, x)) / max(len(x), 1))
     return 20.0 * math.log10(max(rms, 1e-2) / 32768.0)
+
+
+class _Heard(NamedTuple):
+    """One frame with what the detectors said of it, kept so that it can be judged again."""
+
+    frame: bytes
+    level: float
+    speechlike: bool
 
 
 class NoiseFloor:
@@ -63,7 +89,9 @@ class NoiseFloor:
 
     Starting a turn needs ``START_MARGIN_DB + 2 * spread`` above the reference; keeping a
     turn going needs only ``CONTINUE_MARGIN_DB + spread`` (hysteresis), so soft word endings
-    do not end a turn, while steady noise after the question does not prolong it.
+    do not end a turn, while steady noise after the question does not prolong it. When the
+    envelope caps the median (the background holds speech: a stream that began with it), the
+    spread is zero: it would measure the speech, and the cap already allows for the room's.
     """
 
     HISTORY_S = 2.0
@@ -99,8 +127,11 @@ class NoiseFloor:
         if self._cached is None and self._levels and self._envelope is not None:
             levels = sorted(self._levels)  # ~70-200 values: cheaper than np.percentile
             p10, p50 = levels[len(levels) // 10], levels[len(levels) // 2]
-            ref = min(p50, self._envelope + self.ENVELOPE_CAP_DB)
-            self._cached = (ref, min(p50 - p10, self.MAX_SPREAD_DB))
+            capped = self._envelope + self.ENVELOPE_CAP_DB
+            if p50 > capped:  # the median holds speech: the cap already allows for spread
+                self._cached = (capped, 0.0)
+            else:
+                self._cached = (p50, min(p50 - p10, self.MAX_SPREAD_DB))
         return self._cached
 
     def threshold(self, in_turn: bool) -> float:
@@ -141,6 +172,8 @@ class Endpointer:
         self._end_frames = max(1, math.ceil(cfg.end_silence_ms / frame_ms))
         self._keep_frames = math.ceil(min(TRAILING_KEEP_MS, cfg.end_silence_ms) / frame_ms)
         self._max_frames = max(1, math.floor(cfg.max_turn_s * 1000 / frame_ms))  # never longer
+        self._lookback_frames = math.ceil(START_LOOKBACK_MS / frame_ms)
+        self._gap_frames = max(1, START_GAP_MS // frame_ms)
         self._index = 0  # index of the next frame in the stream
         self._noise = NoiseFloor(frame_ms)
         self.reset()
@@ -159,13 +192,16 @@ class Endpointer:
     def reset(self) -> None:
         """Forget any turn in progress and the pre-roll (e.g. after the input was cleared)."""
         self._window: deque[bool] = deque(maxlen=self.cfg.start_window)
-        self._history: deque[bytes] = deque(maxlen=self._preroll_frames + self.cfg.start_window)
+        self._history: deque[_Heard] = deque(
+            maxlen=self._preroll_frames + self._lookback_frames + self.cfg.start_window
+        )
         self._turn: list[bytes] | None = None  # audio of the open (candidate) turn
         self._turn_first = 0  # stream index of the turn's first audio frame (pre-roll)
         self._start = 0  # stream index of the first voiced frame
         self._last_voiced = 0  # stream index of the latest voiced frame
         self._confirmed = False
         self._preroll_from = self._index  # pre-roll never reaches back before this frame
+        self._rescan_above = -math.inf  # highest start threshold since the last look-back
 
     def process(self, frame: bytes) -> list[SpeechStarted | SpeechStopped]:
         """Feed one frame; returns the events it caused (usually none)."""
@@ -176,19 +212,22 @@ class Endpointer:
             )
         index = self._index
         self._index += 1
-        voiced = self._is_voiced(frame)
-        self._history.append(frame)
+        heard = self._hear(frame)
+        voiced = self._is_voiced(heard)
+        self._history.append(heard)
         if self._turn is None:
             self._window.append(voiced)
-            if sum(self._window) < self.cfg.start_frames:
-                return []
-            return self._open_turn(index)
+            if sum(self._window) >= self.cfg.start_frames:
+                return self._open_turn(index)
+            return self._open_missed_turn(index)
         self._turn.append(frame)
         events: list[SpeechStarted | SpeechStopped] = []
         if voiced:
             self._last_voiced = index
             events += self._maybe_confirm()
         silent_too_long = index - self._last_voiced >= self._end_frames
+        if silent_too_long and self._speech_went_on(index):
+            silent_too_long = False
         too_long = index + 1 - self._start >= self._max_frames
         if silent_too_long or too_long:
             events += self._close_turn(forced=too_long and not silent_too_long)
@@ -215,32 +254,102 @@ class Endpointer:
         return [e for e in self._close_turn() if isinstance(e, SpeechStopped)]
 
     # ------------------------------------------------------------------ internals
-    def _is_voiced(self, frame: bytes) -> bool:
-        """webrtcvad's verdict, vetoed when the frame is not clearly louder than the room."""
+    def _hear(self, frame: bytes) -> _Heard:
+        """What both detectors say of a frame on its own (no noise floor yet)."""
         level = frame_energy_dbfs(frame)
+        speechlike = level >= ABSOLUTE_FLOOR_DBFS and self._vad.is_speech(frame, SAMPLE_RATE)
+        return _Heard(frame, level, speechlike)
+
+    def _is_voiced(self, heard: _Heard) -> bool:
+        """webrtcvad's verdict, vetoed when the frame is not clearly louder than the room."""
         in_turn = self._turn is not None
-        voiced = (
-            level >= ABSOLUTE_FLOOR_DBFS
-            and level > self._noise.threshold(in_turn)
-            and self._vad.is_speech(frame, SAMPLE_RATE)
-        )
-        self._noise.track(level)
+        voiced = heard.speechlike and heard.level > self._noise.threshold(in_turn)
+        self._noise.track(heard.level)
         if not (in_turn and voiced):
-            self._noise.add_background(level)
+            self._noise.add_background(heard.level)
         return voiced
+
+    def _speech_began_at(self, first_voiced: int, oldest: int, history: list[_Heard]) -> int:
+        """The earliest frame before ``first_voiced`` that is speech by today's noise floor.
+
+        Walks back over the history while speech frames follow each other with gaps of at
+        most ``START_GAP_MS``; never before ``_preroll_from`` (the previous turn's end).
+        """
+        threshold = self._noise.threshold(in_turn=False)
+        begin = first_voiced
+        index = first_voiced - 1
+        stop = max(oldest, self._preroll_from, first_voiced - self._lookback_frames)
+        while index >= stop and begin - index <= self._gap_frames:
+            heard = history[index - oldest]
+            if heard.speechlike and heard.level > threshold:
+                begin = index
+            index -= 1
+        return begin
+
+    def _speech_went_on(self, index: int) -> bool:
+        """Before a turn ends, the frames since its last voiced one are judged again.
+
+        The floor may have fallen since they were judged (it is learned during the first turn
+        of a stream that began with speech), and a soft last syllable is then speech after all.
+        Moves ``_last_voiced`` and returns True if that leaves the silence too short to end.
+        """
+        threshold = self._noise.threshold(in_turn=True)
+        history = list(self._history)
+        oldest = index - len(history) + 1
+        for i in range(index, max(self._last_voiced, oldest - 1), -1):
+            heard = history[i - oldest]
+            if heard.speechlike and heard.level > threshold:
+                self._last_voiced = i
+                return index - i < self._end_frames
+        return False
 
     def _open_turn(self, index: int) -> list[SpeechStarted | SpeechStopped]:
         window = list(self._window)
         base = index - len(window) + 1  # stream index of window[0]
         voiced_at = [base + i for i, flag in enumerate(window) if flag]
-        first_voiced = voiced_at[0]
+        return self._start_turn(index, voiced_at[0], voiced_at[-1])
+
+    def _open_missed_turn(self, index: int) -> list[SpeechStarted | SpeechStopped]:
+        """A turn the old noise floor hid, found when the floor has just dropped.
+
+        When the floor falls by ``RESCAN_DROP_DB`` (the first quiet frame after a stream that
+        began with speech), the frames still in the look-back are judged again; if they hold
+        ``start_frames`` voiced frames within ``start_window``, the turn is opened where they
+        begin, and closed at once if its end-of-turn silence has already passed.
+        """
+        threshold = self._noise.threshold(in_turn=False)
+        if threshold >= self._rescan_above - RESCAN_DROP_DB:
+            self._rescan_above = max(self._rescan_above, threshold)
+            return []
+        self._rescan_above = threshold
+        history = list(self._history)
+        oldest = index - len(history) + 1
+        since = max(oldest, self._preroll_from, index + 1 - self._lookback_frames)
+        voiced_at = [
+            i
+            for i in range(since, index + 1)
+            if history[i - oldest].speechlike and history[i - oldest].level > threshold
+        ]
+        width, need = self.cfg.start_window, self.cfg.start_frames
+        for k in range(len(voiced_at) - need + 1):
+            if voiced_at[k + need - 1] - voiced_at[k] < width:
+                events = self._start_turn(index, voiced_at[k], voiced_at[-1])
+                if index - self._last_voiced >= self._end_frames:
+                    events += self._close_turn()
+                return events
+        return []
+
+    def _start_turn(
+        self, index: int, first_voiced: int, last_voiced: int
+    ) -> list[SpeechStarted | SpeechStopped]:
         history = list(self._history)  # ends with the current frame
         oldest = index - len(history) + 1
+        first_voiced = self._speech_began_at(first_voiced, oldest, history)
         first = max(oldest, first_voiced - self._preroll_frames, self._preroll_from)
-        self._turn = history[first - oldest :]
+        self._turn = [heard.frame for heard in history[first - oldest :]]
         self._turn_first = first
         self._start = first_voiced
-        self._last_voiced = voiced_at[-1]
+        self._last_voiced = last_voiced
         self._window.clear()
         return self._maybe_confirm()
 
@@ -270,4 +379,5 @@ class Endpointer:
         # The next turn's pre-roll must not repeat this turn's audio (after a forced end the
         # speaker is still talking; after a short end_silence_ms the pre-roll could reach back).
         self._preroll_from = self._index
+        self._rescan_above = -math.inf
         return events

@@ -31,7 +31,7 @@ from tests.server.conftest import (
     typed_client,
     until,
 )
-from tests.speech import espeak_wav, read_pcm16, speech_bounds_ms
+from tests.speech import backwards_speech, espeak_wav, read_pcm16, speech_bounds_ms
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
@@ -183,6 +183,22 @@ async def test_binary_path_round_trip(
     assert len(audio) % 2 == 0 and len(audio) / 2 / native > 1.0
     assert done["response"]["status"] == "completed"
     assert link_matches(done["response"]["sos_link"], SPOKEN[1][1])
+
+
+async def test_a_turn_with_no_words_gets_a_spoken_reprompt_marked_in_metadata(
+    real_server: Server, tmp_path: Path
+) -> None:
+    """Server VAD hears a turn Whisper finds no words in: the client gets a normal response
+    saying "Sorry, I didn't catch that" out loud, with metadata that says it is a reprompt."""
+    wav = backwards_speech("What causes a tsunami?", tmp_path / "m.wav", rate=24000)
+    result = await spoken_client(real_server, wav)
+    response = result["response"]
+    assert result["transcript"] == ""
+    assert response["status"] == "completed"
+    assert response["metadata"] == {"sos_voice_reprompt": "no_speech"}
+    (content,) = response["output"][0]["content"]
+    assert content["transcript"] == real_server.config.pipeline.reprompt
+    assert result["first_audio_s"] is not None
 
 
 async def test_twenty_concurrent_clients_each_get_their_own_answer(
