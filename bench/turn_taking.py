@@ -86,6 +86,7 @@ class Outcome:
     premature: bool = False
     end_ms: float | None = None  # true end of speech -> the turn's end decision
     held: bool = False
+    heard: list[str] = dataclasses.field(default_factory=list)  # early transcripts, in order
 
 
 def _seed(text: str) -> random.Random:
@@ -97,9 +98,10 @@ def _speak(text: str, voice: str, speed: int, folder: Path, lead: float, trail: 
     return read_pcm16(path)[0]
 
 
-def build(catalog: Catalog, limit: int | None, folder: Path) -> list[Item]:
+def build(catalog: Catalog, limit: int | None, folder: Path, part: str = "both") -> list[Item]:
     """The whole and paused items (see the module docstring)."""
     questions = [q for q in load_visitor_set(catalog) if len(q.question.split()) >= MIN_WORDS]
+    questions = [q for q in questions if part in ("both", q.part)]
     if limit:
         per_part = {
             p: [q for q in questions if q.part == p][: limit // 2] for p in ("tune", "test")
@@ -185,6 +187,7 @@ def replay(
         audio = endpointer.early_audio()
         if audio is not None:
             text, took_ms = whisper(audio)
+            out.heard.append(text)
             pending = (now_ms + frame_ms + took_ms, text, endpointer.silence_from_ms)
             policy.transcribing(endpointer, vad_cfg)
     stopped(endpointer.flush(), len(item.pcm) / 2 / RATE * 1000)
@@ -215,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="questions (half per part)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--eagerness", nargs="+", default=list(EAGERNESS), choices=EAGERNESS)
+    parser.add_argument(
+        "--part", choices=("tune", "test", "both"), default="both", help="which part to run"
+    )
     parser.add_argument(
         "--after-vad-ms",
         type=float,
@@ -227,16 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     catalog = Catalog.load()
     with tempfile.TemporaryDirectory() as tmp:
-        items = build(catalog, args.limit, Path(tmp))
+        items = build(catalog, args.limit, Path(tmp), args.part)
     transcriber = Transcriber.load(config.stt, catalog)  # as the session loads it
     whisper = CachedWhisper(transcriber)
     results: dict[str, Any] = {}
     rows = []
-    for eagerness in EAGERNESS:
+    for eagerness in args.eagerness:
         vad_cfg = dataclasses.replace(config.vad, eagerness=eagerness)
         policy = TurnEndPolicy(eagerness)
         outcomes = [replay(item, vad_cfg, policy, whisper) for item in items]
-        for part in ("tune", "test"):
+        for part in ("tune", "test") if args.part == "both" else (args.part,):
             chosen = [(i, o) for i, o in zip(items, outcomes, strict=True) if i.part == part]
             summary = summarize([i for i, _ in chosen], [o for _, o in chosen], args.after_vad_ms)
             results[f"{eagerness}/{part}"] = summary
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if eagerness == "medium":
             results["medium/premature_items"] = [
-                {"question": i.question, "part": i.part, "first_half": i.first_half}
+                {"first_half": i.first_half, "heard": o.heard}
                 for i, o in zip(items, outcomes, strict=True)
                 if o.premature and i.part == "tune"  # the test part's failures stay unread
             ]

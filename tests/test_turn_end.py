@@ -45,7 +45,7 @@ def test_eagerness_decides_what_a_verdict_does() -> None:
     said = {"complete": "What causes a tsunami?", "unfinished": "What causes the", "unsure": ""}
     expected = {
         "off": {"complete": "silence", "unfinished": "silence", "unsure": "silence"},
-        "low": {"complete": "silence", "unfinished": "hold", "unsure": "silence"},
+        "low": {"complete": "silence", "unfinished": "hold", "unsure": "hold"},
         "medium": {"complete": "end", "unfinished": "hold", "unsure": "silence"},
         "auto": {"complete": "end", "unfinished": "hold", "unsure": "silence"},
         "high": {"complete": "end", "unfinished": "hold", "unsure": "end"},

@@ -40,7 +40,7 @@ class VadConfig:
     preroll_ms: int = 300
     min_speech_ms: int = 250
     max_turn_s: float = 20.0
-    eagerness: str = "auto"
+    eagerness: str = "low"
     unfinished_silence_ms: int = 1200
 
     def validate(self) -> None:

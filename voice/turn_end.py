@@ -15,9 +15,10 @@ article, a conjunction ("What causes the", "and"), and in Whisper's punctuation:
 speech that trails off with "..." and a finished sentence with "?" or ".". A preposition,
 auxiliary or question word at the end ("Where do", "come from?") is only a hint.
 
-Eagerness (as in the Realtime API's ``semantic_vad``): ``low`` only waits longer for unfinished
-words; ``medium`` (= ``auto``) also ends a turn as soon as its words are complete; ``high``
-also ends it when unsure; ``off`` is the plain silence rule.
+Eagerness (as in the Realtime API's ``semantic_vad``): ``low`` ends a turn on the silence only
+when its words sound complete and otherwise waits longer; ``medium`` (= ``auto``) ends it at
+once when they sound complete, waits longer when they sound unfinished and lets the silence
+decide when unsure; ``high`` also ends it at once when unsure; ``off`` is the silence alone.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ class TurnEndPolicy:
         return False
 
     def waits_longer(self, verdict: Verdict) -> bool:
-        """Hold the turn open for ``vad.unfinished_silence_ms`` instead of ending it."""
+        """Hold the turn open for ``vad.unfinished_silence_ms`` instead of ending it: words
+        that sound unfinished; with ``low``, also words that do not clearly sound finished."""
+        if self.eagerness == "low":
+            return verdict in ("unfinished", "unsure")
         return self.eagerness != "off" and verdict == "unfinished"
 
     def action(self, transcript: str) -> Action:
