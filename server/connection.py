@@ -434,6 +434,8 @@ class Connection:
             aggressiveness=threshold_to_aggressiveness(td.threshold),
             preroll_ms=td.prefix_padding_ms,
             end_silence_ms=td.silence_duration_ms,
+            # semantic_vad names the eagerness; server_vad keeps the config's [vad] eagerness
+            eagerness=td.eagerness if td.type == "semantic_vad" else self._base_vad.eagerness,
         )
         return {
             "turn_detection": True,

@@ -69,16 +69,18 @@ TURN_DETECTION_FIELDS = frozenset(
 )
 TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
 EAGERNESS_SILENCE_MS = {"high": 300, "auto": 700, "medium": 700, "low": 1200}
-"""``semantic_vad`` on a plain VAD: no model here judges whether a sentence is finished, so the
-visitor's eagerness becomes the end-of-turn silence (``high`` answers after a short pause,
-``low`` waits through a long one; ``auto`` is ``medium``, as in Realtime)."""
+"""``semantic_vad``'s eagerness is the session's ``vad.eagerness`` (turn-taking on the early
+transcript's words, :mod:`voice.turn_end`) and also sets the end-of-turn silence the words
+fall back on (``high`` answers after a short pause, ``low`` waits through a long one; ``auto``
+is ``medium``, as in Realtime)."""
 
 
 # --------------------------------------------------------------------------- session state
 @dataclass(frozen=True)
 class TurnDetection:
     """Realtime ``server_vad`` / ``semantic_vad`` settings; mapped onto our webrtcvad
-    endpointer by the caller (``semantic_vad``'s eagerness sets ``silence_duration_ms``)."""
+    endpointer by the caller (``semantic_vad``'s eagerness sets ``silence_duration_ms`` and
+    the session's ``vad.eagerness``)."""
 
     threshold: float = 0.5
     prefix_padding_ms: int = 300

@@ -16,6 +16,7 @@ from typing import Any, Self
 from catalog.config import CatalogConfig
 from llm.config import LlmConfig
 from settings import ConfigError, build
+from voice.turn_end import EAGERNESS
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class VadConfig:
     preroll_ms: int = 300
     min_speech_ms: int = 250
     max_turn_s: float = 20.0
+    eagerness: str = "low"
+    unfinished_silence_ms: int = 1200
 
     def validate(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -50,6 +53,12 @@ class VadConfig:
                 raise ConfigError(f"vad.{name} must be >= 0")
         if self.max_turn_s <= 0:
             raise ConfigError("vad.max_turn_s must be > 0")
+        if self.eagerness not in EAGERNESS:
+            raise ConfigError(
+                f"vad.eagerness must be one of {', '.join(EAGERNESS)}, not {self.eagerness!r}"
+            )
+        if not 0 <= self.unfinished_silence_ms <= 5000:
+            raise ConfigError("vad.unfinished_silence_ms must be between 0 and 5000")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,12 +44,15 @@ from voice.events import (
 )
 from voice.exhibit import Exhibit
 from voice.services import Services
+from voice.turn_end import TurnEndPolicy
 from voice.turns import BYTES_PER_SECOND, TurnQueue
 from voice.vad import Endpointer
 
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
+LIVE_PACE = 0.7
+"""Audio arriving at least this fraction of real time counts as live (network jitter)."""
 CARRY_GAP = b"\x00\x00" * (SAMPLE_RATE // 5)  # 200 ms between a carried turn and the next
 
 
@@ -120,6 +125,8 @@ class Session:
         self._continuing = False  # the open turn continues one cut at vad.max_turn_s
         # (turn audio, its transcription) started while the end-of-turn silence runs.
         self._early: tuple[bytes, asyncio.Future[str]] | None = None
+        # When the last second of frames arrived (is the audio live? see _live).
+        self._arrivals: deque[float] = deque(maxlen=max(2, 1000 // self._frame_ms))
         self.stats = {"early_stt_used": 0, "early_stt_discarded": 0}
         self._turns = TurnQueue(
             services, self._emit, self._answer_request, output=output, session_id=self.id
@@ -182,7 +189,9 @@ class Session:
             # An open speaker without echo cancellation would hear itself: ignore the mic.
             self._vad.reset()
             return
+        now = time.monotonic()
         for frame in self._framer.push(pcm16):
+            self._arrivals.append(now)
             if self.settings.turn_detection:
                 for event in self._vad.process(frame):
                     self._on_vad(event)
@@ -352,6 +361,45 @@ class Session:
         )
         future.add_done_callback(_consume_exception)
         self._early = (audio, future)
+        if not self._live():
+            return  # read faster than real time (a WAV at full speed): the silence decides
+        silence_from_ms = self._vad.silence_from_ms
+        TurnEndPolicy(self.settings.vad.eagerness).transcribing(self._vad, self.settings.vad)  # type: ignore[arg-type]
+        future.add_done_callback(lambda done: self._on_early_transcript(done, silence_from_ms))
+
+    def _live(self) -> bool:
+        """Whether audio arrives at about real-time pace (a microphone, a streaming client).
+
+        Turn-taking on the words races Whisper against the audio clock; when a whole recording
+        arrives at once its silence is over before any transcript exists, so only the silence
+        rule can decide, exactly as without it.
+        """
+        arrivals = self._arrivals
+        if len(arrivals) < (arrivals.maxlen or 0):
+            return False
+        span_s = (len(arrivals) - 1) * self._frame_ms / 1000.0
+        return arrivals[-1] - arrivals[0] >= LIVE_PACE * span_s
+
+    def _on_early_transcript(
+        self, future: asyncio.Future[str], silence_from_ms: int | None
+    ) -> None:
+        """Turn-taking on the words (:mod:`voice.turn_end`): the early transcript of a turn
+        whose visitor is still silent ends it at once when its words sound complete, or holds
+        it open up to ``vad.unfinished_silence_ms`` when they sound unfinished.
+
+        A transcript that arrives after the silence rule already ended the turn, or once the
+        visitor spoke again, changes nothing (the turn it was of is gone).
+        """
+        if self._closed or future.cancelled() or future.exception() is not None:
+            return
+        if self._early is None or self._early[1] is not future:
+            return
+        if silence_from_ms is None or self._vad.silence_from_ms != silence_from_ms:
+            return
+        vad = self.settings.vad
+        policy = TurnEndPolicy(vad.eagerness)  # type: ignore[arg-type]
+        for event in policy.heard(self._vad, vad, future.result()):
+            self._on_vad(event)
 
     def _take_early(self, audio: bytes) -> asyncio.Future[str] | None:
         """The early transcription if it was of exactly this turn's audio."""

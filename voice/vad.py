@@ -200,6 +200,7 @@ class Endpointer:
         self._start = 0  # stream index of the first voiced frame
         self._last_voiced = 0  # stream index of the latest voiced frame
         self._confirmed = False
+        self._hold_frames: int | None = None  # a longer end silence for unfinished words
         self._preroll_from = self._index  # pre-roll never reaches back before this frame
         self._rescan_above = -math.inf  # highest start threshold since the last look-back
 
@@ -224,8 +225,9 @@ class Endpointer:
         events: list[SpeechStarted | SpeechStopped] = []
         if voiced:
             self._last_voiced = index
+            self._hold_frames = None  # the visitor went on: the next silence is judged anew
             events += self._maybe_confirm()
-        silent_too_long = index - self._last_voiced >= self._end_frames
+        silent_too_long = index - self._last_voiced >= (self._hold_frames or self._end_frames)
         if silent_too_long and self._speech_went_on(index):
             silent_too_long = False
         too_long = index + 1 - self._start >= self._max_frames
@@ -246,6 +248,38 @@ class Endpointer:
         if self._index != self._last_voiced + 1 + self._keep_frames:
             return None
         return b"".join(self._turn[: self._index - self._turn_first])
+
+    @property
+    def silence_from_ms(self) -> int | None:
+        """Where the trailing silence of a confirmed turn began (the end of its last voiced
+        frame), or None when no confirmed turn is open."""
+        if self._turn is None or not self._confirmed:
+            return None
+        return (self._last_voiced + 1) * self.frame_ms
+
+    @property
+    def silence_ms(self) -> int | None:
+        """How long the trailing silence of a confirmed turn has lasted, or None."""
+        start = self.silence_from_ms
+        return None if start is None else self.position_ms - start
+
+    def end_now(self) -> list[SpeechStopped]:
+        """End the open turn in its current silence: its words sound finished.
+
+        Only once the silence has reached what a closed turn keeps of it, so the turn's audio is
+        exactly what :meth:`early_audio` returned (the early transcript is of these bytes).
+        """
+        if self._turn is None or not self._confirmed:
+            return []
+        if self._index < self._last_voiced + 1 + self._keep_frames:
+            return []
+        return [e for e in self._close_turn() if isinstance(e, SpeechStopped)]
+
+    def hold(self, silence_ms: int) -> None:
+        """Wait up to ``silence_ms`` (never less than ``end_silence_ms``) in the current
+        silence before ending the turn: its words sound unfinished. Speech resets it."""
+        if self._turn is not None:
+            self._hold_frames = max(self._end_frames, math.ceil(silence_ms / self.frame_ms))
 
     def flush(self) -> list[SpeechStopped]:
         """End of the stream: close an open turn if it was long enough."""
@@ -375,6 +409,7 @@ class Endpointer:
             )
         self._turn = None
         self._confirmed = False
+        self._hold_frames = None
         self._window.clear()
         # The next turn's pre-roll must not repeat this turn's audio (after a forced end the
         # speaker is still talking; after a short end_silence_ms the pre-roll could reach back).

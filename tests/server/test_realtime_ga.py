@@ -106,6 +106,7 @@ async def test_ga_sdk_speech_round_trip_with_semantic_vad(
         assert session["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
         vad = session_of(server, session["id"]).settings.vad
         assert vad.end_silence_ms == EAGERNESS_SILENCE_MS["high"]  # eagerness -> end silence
+        assert vad.eagerness == "high"  # and turn-taking on the words (voice/turn_end.py)
         for piece in chunks(pcm, rate):
             await conn.input_audio_buffer.append(audio=base64.b64encode(piece).decode())
         events = await read_until(conn, "response.done", check_ga)
