@@ -25,6 +25,7 @@ AUDIENCES: tuple[Audience, ...] = ("kids", "general", "educator")
 class ChatMessage:
     role: Role
     content: str
+    link: str | None = None  # an assistant turn's catalog page: what a follow-up is about
 
 
 @dataclass(frozen=True, slots=True)

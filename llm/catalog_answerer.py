@@ -74,18 +74,24 @@ def relevance(entry: CatalogEntry, question: str) -> float:
     return max(_overlaps(sentences, question), default=0.0)
 
 
-def pick_sentences(entry: CatalogEntry, question: str, audience: Audience) -> list[str]:
+def pick_sentences(
+    entry: CatalogEntry, question: str, audience: Audience, said: str = ""
+) -> list[str]:
     """The description sentences that best answer ``question``, in their original order.
 
     Relevance is the overlap of the question's words with the sentence's (rarer words within
     the description count more); without any overlap (deictic or general questions) the
     sentence that describes what the dataset shows wins. Kids get one short sentence, with
-    long words counted against it.
+    long words counted against it. Sentences already in ``said`` (this conversation's earlier
+    answers) are not said again: a follow-up hears what comes next.
     """
     style = _STYLES.get(audience, _STYLES["general"])
     sentences = _sentences(entry)
     if not sentences:
         return [entry.summary(200)] if entry.description.strip() else []
+    sentences = [s for s in sentences if s not in said]
+    if not sentences:
+        return []
     overlaps = _overlaps(sentences, question)
 
     def score(i: int) -> float:
@@ -161,19 +167,25 @@ class CatalogAnswerer:
         matched = self._retriever.is_match(top)
 
         if asks_for_related(request.question) and (grounding.pinned or showing is None):
-            about = showing if grounding.pinned else (top.entry if matched and top else None)
+            about = (
+                grounding.primary if grounding.pinned else (top.entry if matched and top else None)
+            )
             if about is not None:
                 return grounding, self._related_answer(about)
 
         entry = self._answer_entry(grounding, matched, request.question)
         if entry is None:
             return Grounding((), None), self._no_match(showing)
-        lead = (
-            f"This is {spoken_title(entry.title)}."
-            if grounding.pinned
-            else (f"Take a look at {spoken_title(entry.title)}.")
-        )
-        parts = [lead, *pick_sentences(entry, request.question, request.audience)]
+        said = " ".join(m.content for m in request.history if m.role == "assistant")
+        sentences = pick_sentences(entry, request.question, request.audience, said)
+        last_link = next((m.link for m in reversed(request.history) if m.link), None)
+        if entry.url == last_link:  # still the same dataset: its title was already said
+            lead = "" if sentences else f"That's all I know about {spoken_title(entry.title)}."
+        elif grounding.pinned and entry == showing:
+            lead = f"This is {spoken_title(entry.title)}."
+        else:
+            lead = f"Take a look at {spoken_title(entry.title)}."
+        parts = [lead, *sentences]
         if request.audience == "educator":
             parts.append(self._tags_sentence(entry))
         text = " ".join(p for p in parts if p)

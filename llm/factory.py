@@ -178,9 +178,12 @@ def build_answerer(cfg: LlmConfig, catalog: Catalog, retriever: Retriever) -> tu
         from llm.catalog_answerer import CatalogAnswerer
 
         answerer = CatalogAnswerer(catalog, retriever, grounding_entries=cfg.grounding_entries)
+    from llm.conversation import ConversationAnswerer
     from llm.educator import EducatorAnswerer
 
-    # Every backend gets the educator modes (quiz, classroom activity, related datasets).
+    # Every backend gets small talk and follow-ups on the last answer, and around them the
+    # educator modes (quiz, classroom activity, related datasets).
+    answerer = ConversationAnswerer(answerer, catalog)
     answerer = EducatorAnswerer(answerer, catalog, retriever)
     log.info("answerer: %s (%s)", answerer.name, reason)
     return answerer, reason

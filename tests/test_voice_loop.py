@@ -74,6 +74,24 @@ async def feed_wav(session: Session, path: Path, *, realtime: bool = False) -> N
     session.end_of_audio()
 
 
+async def converse(
+    services: Services,
+    wav: Path,
+    settings: SessionSettings | None = None,
+    *,
+    realtime: bool = False,
+) -> Recorder:
+    """One session hears ``wav`` to its end and finishes every turn; returns its events."""
+    rec = Recorder()
+    session = Session(services, rec, settings)
+    try:
+        await feed_wav(session, wav, realtime=realtime)
+        await session.wait_idle()
+    finally:
+        await session.aclose()
+    return rec
+
+
 def words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
 
@@ -129,11 +147,7 @@ async def test_a_recording_that_begins_mid_word_is_heard_from_its_first_word(
     the transcript used to be "Slakes happen." and the answer "Sorry, I don't have...".
     """
     wav = espeak_wav("Where do earthquakes happen?", tmp_path / "q.wav", lead_s=0.0, trail_s=1.0)
-    rec = Recorder()
-    session = Session(services, rec)
-    await feed_wav(session, wav)
-    await session.wait_idle()
-    await session.aclose()
+    rec = await converse(services, wav)
     (transcript,) = rec.of(TranscriptReady)
     assert {"where", "earthquakes"} <= words(transcript.text), transcript.text
     (done,) = rec.of(ResponseDone)
@@ -149,11 +163,7 @@ async def test_a_turn_with_no_words_gets_one_spoken_reprompt_then_the_question_i
     mumble = backwards_speech("What causes a tsunami?", tmp_path / "m.wav")
     question = espeak_wav("What causes a tsunami?", tmp_path / "q.wav", lead_s=0.0, trail_s=1.0)
     wav = concat_wavs([mumble, mumble, question], tmp_path / "all.wav", gap_s=1.0)
-    rec = Recorder()
-    session = Session(services, rec)
-    await feed_wav(session, wav, realtime=True)  # at a microphone's pace
-    await session.wait_idle()
-    await session.aclose()
+    rec = await converse(services, wav, realtime=True)  # at a microphone's pace
 
     assert [e.reason for e in rec.of(TurnDropped)] == ["no_speech", "no_speech"]
     reprompt, answer = rec.of(ResponseDone)
@@ -181,12 +191,9 @@ async def test_a_visitor_who_pauses_mid_question_is_waited_for(
     (a, rate), (b, _) = read_pcm16(first), read_pcm16(rest)
     silent_ms = len(a) * 500 // rate - speech_bounds_ms(a, rate)[1] + speech_bounds_ms(b, rate)[0]
     wav = concat_wavs([first, rest], tmp_path / "q.wav", gap_s=(650 - silent_ms) / 1000)
-    rec = Recorder()
     vad = dataclasses.replace(services.config.vad, eagerness=eagerness)
-    session = Session(services, rec, SessionSettings.from_config(services.config, vad=vad))
-    await feed_wav(session, wav, realtime=True)
-    await session.wait_idle()
-    await session.aclose()
+    settings = SessionSettings.from_config(services.config, vad=vad)
+    rec = await converse(services, wav, settings, realtime=True)
     # Turns the VAD ended (with "off" the cut-off question is carried into its rest by the
     # barge-in rule, so the visitor still gets one answer, later and after a cancel).
     assert len(rec.of(SpeechStopped)) == turns

@@ -41,6 +41,7 @@ class AnswerOutcome:
     """What the answer said, for the conversation history (also when it was cut short)."""
 
     text: str = ""
+    link: str | None = None  # the catalog page shown with it
     audio_started: bool = False
     cancel_reason: CancelReason | None = None
 
@@ -129,6 +130,7 @@ class Answering:
             if status != "completed" and self._output is not None:
                 self._output.stop()
             self.outcome.text = "".join(parts).strip()
+            self.outcome.link = link.url if link else None
             final = dataclasses.replace(
                 timings,
                 first_text=marks.get("first_text"),

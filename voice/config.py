@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from catalog.config import CatalogConfig
 from llm.config import LlmConfig
 from settings import ConfigError, build
-from voice.turn_end import EAGERNESS
+
+Eagerness = Literal["off", "low", "medium", "high", "auto"]
+EAGERNESS: tuple[Eagerness, ...] = ("off", "low", "medium", "high", "auto")
+"""How readily a turn ends on its words (voice/turn_end.py); Realtime's semantic_vad names."""
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
     from voice.events import SpeechStopped
     from voice.vad import Endpointer
 
+from voice.config import Eagerness
+
 Verdict = Literal["complete", "unfinished", "unsure"]
 Action = Literal["end", "hold", "silence"]
 """End the turn now, hold it open longer, or let the end-of-turn silence decide."""
-Eagerness = Literal["off", "low", "medium", "high", "auto"]
-EAGERNESS: tuple[Eagerness, ...] = ("off", "low", "medium", "high", "auto")
 
 _FILLER_WORDS = "um umm uh uhh er erm hmm mm ah eh"
 FILLERS = frozenset(_FILLER_WORDS.split())

@@ -361,7 +361,7 @@ class TurnQueue:
         try:
             await answering.run(turn.response_id, request, timings)
         finally:
-            self._remember(question[0], answering.outcome.text)
+            self._remember(question[0], answering.outcome.text, answering.outcome.link)
             if self._unanswered is question:
                 self._unanswered = None
 
@@ -413,9 +413,9 @@ class TurnQueue:
         self._emit(TranscriptReady(item_id=turn.item_id or new_id("item"), text=text))
         return text
 
-    def _remember(self, question: str, answer: str) -> None:
+    def _remember(self, question: str, answer: str, link: str | None) -> None:
         self._history.append(ChatMessage("user", question))
         if answer:
-            self._history.append(ChatMessage("assistant", answer))
+            self._history.append(ChatMessage("assistant", answer, link))
         keep = 2 * self._services.config.pipeline.max_history_turns
         del self._history[: max(0, len(self._history) - keep)]
