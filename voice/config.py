@@ -43,7 +43,7 @@ class VadConfig:
     preroll_ms: int = 300
     min_speech_ms: int = 250
     max_turn_s: float = 20.0
-    eagerness: str = "low"
+    eagerness: str = "auto"
     unfinished_silence_ms: int = 1200
 
     def validate(self) -> None:

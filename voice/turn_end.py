@@ -109,11 +109,14 @@ class TurnEndPolicy:
         return "end" if self.ends_now(verdict) else "silence"
 
     def transcribing(self, endpointer: Endpointer, cfg: VadConfig) -> None:
-        """The early transcript has just been started: the silence alone may not end the turn
-        until ``VERDICT_WAIT_MS`` after ``end_silence_ms`` (on 2 cores Whisper can take longer
-        than the 350 ms left of the silence, and a verdict that comes after the turn ended is
-        no use), nor later (a slow or busy machine must not make every turn wait)."""
-        if self.eagerness != "off":
+        """The early transcript has just been started. With ``low`` the silence alone may not
+        end the turn until ``VERDICT_WAIT_MS`` after ``end_silence_ms`` (on 2 cores Whisper can
+        take longer than the 350 ms left of the silence, and a verdict that comes after the
+        turn ended is no use), nor later (a busy machine must not make every turn wait). The
+        other eagernesses never wait for a verdict: measured live on 2 cores, that wait cost
+        every turn ~100 ms at p50 (bench/README.md), so there a verdict acts only if it comes
+        before the silence rule ends the turn (fast speech-to-text)."""
+        if self.eagerness == "low":
             endpointer.hold(min(cfg.unfinished_silence_ms, cfg.end_silence_ms + VERDICT_WAIT_MS))
 
     def heard(self, endpointer: Endpointer, cfg: VadConfig, transcript: str) -> list[SpeechStopped]:
