@@ -358,16 +358,11 @@ class Connection:
                 for message in retrieved:
                     self._put(message)
             case ItemDelete():
-                if not self.mapper.knows_item(event.item_id):
+                forgotten = self.mapper.forget(event.item_id)
+                if forgotten is None:
                     raise _item_not_found(event.item_id, event.event_id)
-                raise ProtocolError(
-                    "item_delete_unsupported",
-                    "items cannot be deleted here: the answerer keeps its own short history of "
-                    "the last questions and answers; start a new connection for a fresh "
-                    "conversation",
-                    param="item_id",
-                    event_id=event.event_id,
-                )
+                self.session.forget(*forgotten)  # the answerer's history loses it too
+                self._put_event({"type": "conversation.item.deleted", "item_id": event.item_id})
             case OutputAudioClear():
                 response_id = self.mapper.clear_output_audio()
                 if response_id is not None:

@@ -250,6 +250,12 @@ class Session:
         self._turns.add_question(text)
         return new_id("item")
 
+    def forget(self, role: str, text: str) -> bool:
+        """Take a message out of the conversation history the answerer sees (the Realtime
+        ``conversation.item.delete``): the latest one of ``role`` saying ``text``. True if one
+        was there; a turn still being answered is not affected."""
+        return self._turns.forget(role, text)
+
     def respond(self) -> str | None:
         """Answer the latest user item. Returns the response id, or None (Refused emitted)."""
         if self._closed:

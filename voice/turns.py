@@ -413,6 +413,16 @@ class TurnQueue:
         self._emit(TranscriptReady(item_id=turn.item_id or new_id("item"), text=text))
         return text
 
+    def forget(self, role: str, text: str) -> bool:
+        """Drop the latest history message of ``role`` whose text is ``text``."""
+        wanted = text.strip()
+        for i in range(len(self._history) - 1, -1, -1):
+            message = self._history[i]
+            if message.role == role and message.content.strip() == wanted:
+                del self._history[i]
+                return True
+        return False
+
     def _remember(self, question: str, answer: str, link: str | None) -> None:
         self._history.append(ChatMessage("user", question))
         if answer:
