@@ -346,7 +346,8 @@ class Connection:
             case ResponseCreate():
                 if event.dialect is not None and event.dialect != self.wire.dialect:
                     self.wire = dataclasses.replace(self.wire, dialect=event.dialect)
-                response_id = self.session.respond()
+                speak = None if event.modalities is None else "audio" in event.modalities
+                response_id = self.session.respond(speak)
                 if response_id is not None:
                     if event.modalities is not None:
                         self.mapper.expect_modality(response_id, event.modalities)
@@ -382,6 +383,8 @@ class Connection:
             changes["instructions"] = new.instructions
         if patch.audience_changed:
             changes["audience"] = new.audience
+        if new.wants_audio != self.session.settings.speak:
+            changes["speak"] = new.wants_audio  # a text-only session costs no speech synthesis
         if patch.showing_given:
             entry: CatalogEntry | None = None
             if patch.showing is not None:

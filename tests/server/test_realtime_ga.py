@@ -183,6 +183,9 @@ async def test_ga_sdk_text_only_response_and_one_big_append(
         assert done["status"] == "completed" and done["output_modalities"] == ["text"]
         assert done["output"][0]["content"][0]["type"] == "output_text"
         assert len(done["output"][0]["content"][0]["text"]) > 40
+        # Nothing was synthesized for it (Piper is shared; a text answer must not cost it).
+        assert "first_text" in done["sos_timings_ms"]
+        assert "first_audio" not in done["sos_timings_ms"]
 
 
 async def test_beta_sdk_text_only_response_keeps_beta_names(server: Server) -> None:
