@@ -346,7 +346,8 @@ class Connection:
             case ResponseCreate():
                 if event.dialect is not None and event.dialect != self.wire.dialect:
                     self.wire = dataclasses.replace(self.wire, dialect=event.dialect)
-                response_id = self.session.respond()
+                speak = None if event.modalities is None else "audio" in event.modalities
+                response_id = self.session.respond(speak)
                 if response_id is not None:
                     if event.modalities is not None:
                         self.mapper.expect_modality(response_id, event.modalities)
@@ -358,16 +359,11 @@ class Connection:
                 for message in retrieved:
                     self._put(message)
             case ItemDelete():
-                if not self.mapper.knows_item(event.item_id):
+                forgotten = self.mapper.forget(event.item_id)
+                if forgotten is None:
                     raise _item_not_found(event.item_id, event.event_id)
-                raise ProtocolError(
-                    "item_delete_unsupported",
-                    "items cannot be deleted here: the answerer keeps its own short history of "
-                    "the last questions and answers; start a new connection for a fresh "
-                    "conversation",
-                    param="item_id",
-                    event_id=event.event_id,
-                )
+                self.session.forget(*forgotten)  # the answerer's history loses it too
+                self._put_event({"type": "conversation.item.deleted", "item_id": event.item_id})
             case OutputAudioClear():
                 response_id = self.mapper.clear_output_audio()
                 if response_id is not None:
@@ -387,6 +383,8 @@ class Connection:
             changes["instructions"] = new.instructions
         if patch.audience_changed:
             changes["audience"] = new.audience
+        if new.wants_audio != self.session.settings.speak:
+            changes["speak"] = new.wants_audio  # a text-only session costs no speech synthesis
         if patch.showing_given:
             entry: CatalogEntry | None = None
             if patch.showing is not None:

@@ -140,6 +140,16 @@ class RealtimeMapper:
     def knows_item(self, item_id: str) -> bool:
         return item_id in self._items
 
+    def forget(self, item_id: str) -> tuple[str, str] | None:
+        """``conversation.item.delete``: drop the item; returns its (role, text) so the Session
+        can drop the same message from the history the answerer sees, or None if unknown."""
+        item = self._items.pop(item_id, None)
+        if item is None:
+            return None
+        content = item.get("content") or [{}]
+        text = content[0].get("transcript") or content[0].get("text") or ""
+        return str(item.get("role", "")), str(text)
+
     def clear_output_audio(self) -> str | None:
         """``output_audio_buffer.clear``: no more audio of the response being sent (its text
         and ``response.done`` still come). Returns that response's id, else the last one's."""

@@ -64,18 +64,27 @@ class Answering:
         self._session_id = session_id
         self.outcome = AnswerOutcome()
 
-    async def run(self, response_id: str, request: AnswerRequest, timings: TurnTimings) -> None:
+    async def run(
+        self, response_id: str, request: AnswerRequest, timings: TurnTimings, *, speak: bool = True
+    ) -> None:
         """Answer ``request``; on cancellation the task's CancelledError propagates after the
-        ResponseDone (status ``cancelled``) has been emitted."""
+        ResponseDone (status ``cancelled``) has been emitted. ``speak=False``: text only, no
+        speech is synthesized (a client that asked for text must not cost the others Piper)."""
         stream = self._services.answerer.stream(request)
-        await self._respond(response_id, request.question, stream, timings, None)
+        await self._respond(response_id, request.question, stream, timings, None, speak)
 
     async def reprompt(
-        self, response_id: str, text: str, reason: RepromptReason, timings: TurnTimings
+        self,
+        response_id: str,
+        text: str,
+        reason: RepromptReason,
+        timings: TurnTimings,
+        *,
+        speak: bool = True,
     ) -> None:
         """Speak ``text`` (e.g. "Sorry, I didn't catch that") as a response of its own: the
         same events, audio path and cancellation as an answer, marked with ``reason``."""
-        await self._respond(response_id, "", _said(text), timings, reason)
+        await self._respond(response_id, "", _said(text), timings, reason, speak)
 
     async def _respond(
         self,
@@ -84,6 +93,7 @@ class Answering:
         pieces: AsyncIterator[AnswerEvent],
         timings: TurnTimings,
         reprompt: RepromptReason | None,
+        speak: bool,
     ) -> None:
         self._emit(ResponseStarted(response_id=response_id, question=question, reprompt=reprompt))
         self._set_state("thinking")
@@ -91,7 +101,7 @@ class Answering:
         link: Link | None = None
         marks: dict[str, float] = {}
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        speaker = asyncio.create_task(self._speak(response_id, sentences, marks))
+        speaker = asyncio.create_task(self._speak(response_id, sentences, marks, speak))
         status: ResponseStatus = "completed"
         error: str | None = None
         try:
@@ -160,14 +170,18 @@ class Answering:
             )
 
     async def _speak(
-        self, response_id: str, sentences: asyncio.Queue[str | None], marks: dict[str, float]
+        self,
+        response_id: str,
+        sentences: asyncio.Queue[str | None],
+        marks: dict[str, float],
+        speak: bool,
     ) -> None:
         """Synthesize chunks in order as they arrive; Piper yields audio per sentence."""
         loop = asyncio.get_running_loop()
         synth = self._services.synthesizer
         while (chunk := await sentences.get()) is not None:
             spoken = speakable(chunk)
-            if not spoken:
+            if not spoken or not speak:
                 continue
             audio_iter = synth.synthesize(spoken)
             while True:

@@ -74,6 +74,7 @@ class SessionSettings:
     showing: CatalogEntry | None = None
     instructions: str = ""
     auto_respond: bool = True
+    speak: bool = True  # answers are synthesized; False: text only (a Realtime text session)
 
     @classmethod
     def from_config(cls, config: VoiceConfig, **overrides: object) -> SessionSettings:
@@ -129,7 +130,12 @@ class Session:
         self._arrivals: deque[float] = deque(maxlen=max(2, 1000 // self._frame_ms))
         self.stats = {"early_stt_used": 0, "early_stt_discarded": 0}
         self._turns = TurnQueue(
-            services, self._emit, self._answer_request, output=output, session_id=self.id
+            services,
+            self._emit,
+            self._answer_request,
+            output=output,
+            session_id=self.id,
+            speaks=lambda: self.settings.speak,
         )
         self._closed = False
 
@@ -250,11 +256,19 @@ class Session:
         self._turns.add_question(text)
         return new_id("item")
 
-    def respond(self) -> str | None:
-        """Answer the latest user item. Returns the response id, or None (Refused emitted)."""
+    def forget(self, role: str, text: str) -> bool:
+        """Take a message out of the conversation history the answerer sees (the Realtime
+        ``conversation.item.delete``): the latest one of ``role`` saying ``text``. True if one
+        was there; a turn still being answered is not affected."""
+        return self._turns.forget(role, text)
+
+    def respond(self, speak: bool | None = None) -> str | None:
+        """Answer the latest user item. Returns the response id, or None (Refused emitted).
+        ``speak``: this response alone in speech (True) or text only (False); None: the
+        session's ``settings.speak``."""
         if self._closed:
             return None
-        return self._turns.request_response()
+        return self._turns.request_response(speak)
 
     def ask(self, text: str) -> str | None:
         """A typed question answered at once (the CLI's --text and the WebSocket's typed path)."""

@@ -70,6 +70,7 @@ class Turn:
     # question, even if the visitor types the same words again right after the cancel.
     question: list[str] | None = None
     transcribed: bool = False
+    speak: bool | None = None  # this response's own choice of speech (None: the session's)
     started: bool = False  # its ResponseStarted was emitted
     cancelled: bool = False
 
@@ -85,8 +86,10 @@ class TurnQueue:
         *,
         output: AudioSink | None,
         session_id: str,
+        speaks: Callable[[], bool] = lambda: True,
     ) -> None:
         self._services = services
+        self._speaks = speaks  # the session's current choice: answers are spoken, or text only
         self._emit = emit
         self._make_request = make_request
         self._output = output
@@ -160,9 +163,10 @@ class TurnQueue:
         self._enqueue(turn)
         return item_id
 
-    def request_response(self) -> str | None:
+    def request_response(self, speak: bool | None = None) -> str | None:
         """Answer the latest user question (or the committed audio still being transcribed).
-        Returns the response id, or None after a Refused event."""
+        Returns the response id, or None after a Refused event. ``speak``: this response's
+        own choice (text only when False); None follows the session."""
         if self._closed:
             return None
         if self._active() is not None:
@@ -176,7 +180,7 @@ class TurnQueue:
         ]
         if pending:  # commit + response.create: answer the audio once it is transcribed
             turn = pending[-1]
-            turn.response_id, turn.requested = response_id, True
+            turn.response_id, turn.requested, turn.speak = response_id, True, speak
             return response_id
         if not self._unanswered:
             self._refuse(
@@ -185,7 +189,7 @@ class TurnQueue:
                 "there is no user question to answer: send audio or a question first",
             )
             return None
-        turn = Turn(None, None, time.monotonic(), response_id, requested=True)
+        turn = Turn(None, None, time.monotonic(), response_id, requested=True, speak=speak)
         turn.question = self._unanswered
         self._enqueue(turn)
         return response_id
@@ -359,7 +363,8 @@ class TurnQueue:
         turn.started = True
         request = self._make_request(question[0], tuple(self._history))
         try:
-            await answering.run(turn.response_id, request, timings)
+            speak = self._speaks() if turn.speak is None else turn.speak
+            await answering.run(turn.response_id, request, timings, speak=speak)
         finally:
             self._remember(question[0], answering.outcome.text, answering.outcome.link)
             if self._unanswered is question:
@@ -389,7 +394,7 @@ class TurnQueue:
         self._answering = answering
         turn.started = True
         text = self._services.config.pipeline.reprompt.strip()
-        await answering.reprompt(turn.response_id, text, "no_speech", timings)
+        await answering.reprompt(turn.response_id, text, "no_speech", timings, speak=self._speaks())
 
     async def _transcribe(self, turn: Turn) -> str | None:
         """The turn's transcript (announced with TranscriptReady), or None if it failed."""
@@ -412,6 +417,16 @@ class TurnQueue:
         turn.transcribed = True
         self._emit(TranscriptReady(item_id=turn.item_id or new_id("item"), text=text))
         return text
+
+    def forget(self, role: str, text: str) -> bool:
+        """Drop the latest history message of ``role`` whose text is ``text``."""
+        wanted = text.strip()
+        for i in range(len(self._history) - 1, -1, -1):
+            message = self._history[i]
+            if message.role == role and message.content.strip() == wanted:
+                del self._history[i]
+                return True
+        return False
 
     def _remember(self, question: str, answer: str, link: str | None) -> None:
         self._history.append(ChatMessage("user", question))

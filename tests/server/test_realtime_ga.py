@@ -125,15 +125,23 @@ async def test_ga_sdk_speech_round_trip_with_semantic_vad(
         assert done["status"] == "completed" and done["output_modalities"] == ["audio"]
         assert done["output"][0]["content"][0]["type"] == "output_audio"
         assert link_matches(done["sos_link"], ("tsunami",)), done["sos_link"]
-        # The items the client was told about can be retrieved, not deleted (documented).
+        # The items the client was told about can be retrieved and deleted; a deleted one is
+        # gone from the history the answerer sees too.
         user = of_type(events, "conversation.item.added")[0]["item"]
         await conn.conversation.item.retrieve(item_id=user["id"])
         (retrieved,) = await read_until(conn, "conversation.item.retrieved", check_ga)
         assert retrieved["item"]["content"][0]["transcript"] == heard["transcript"]
-        await conn.conversation.item.delete(item_id=user["id"], event_id="del1")
+        history = session_of(server, session["id"]).history
+        assert [m.role for m in history] == ["user", "assistant"]
+        assistant = done["output"][0]["id"]
+        for item_id in (user["id"], assistant):
+            await conn.conversation.item.delete(item_id=item_id, event_id="del1")
+            (deleted,) = await read_until(conn, "conversation.item.deleted", check_ga)
+            assert deleted["item_id"] == item_id
+        assert session_of(server, session["id"]).history == ()
+        await conn.conversation.item.retrieve(item_id=user["id"])
         (error,) = await read_until(conn, "error", check_ga)
-        assert error["error"]["code"] == "item_delete_unsupported"
-        assert error["error"]["event_id"] == "del1"
+        assert error["error"]["code"] == "item_not_found"
         await conn.conversation.item.retrieve(item_id="item_nope")
         (error,) = await read_until(conn, "error", check_ga)
         assert error["error"]["code"] == "item_not_found"
@@ -175,6 +183,9 @@ async def test_ga_sdk_text_only_response_and_one_big_append(
         assert done["status"] == "completed" and done["output_modalities"] == ["text"]
         assert done["output"][0]["content"][0]["type"] == "output_text"
         assert len(done["output"][0]["content"][0]["text"]) > 40
+        # Nothing was synthesized for it (Piper is shared; a text answer must not cost it).
+        assert "first_text" in done["sos_timings_ms"]
+        assert "first_audio" not in done["sos_timings_ms"]
 
 
 async def test_beta_sdk_text_only_response_keeps_beta_names(server: Server) -> None:
