@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import re
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS_DIR, load_average, machine_info, table, write_json
+from bench.common import (
+    RESULTS_DIR,
+    load_average,
+    machine_info,
+    table,
+    word_error_rate,
+    write_json,
+)
 from bench.visitor_set import VisitorQuestion, load
 from catalog.datasets import slug_of
 from cli.config import load_config
@@ -59,18 +65,6 @@ class Heard:
     transcript: str
     wer: float
     link: str | None
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level Levenshtein distance over the reference length (case and punctuation off)."""
-    ref = re.findall(r"[a-z0-9']+", reference.lower())
-    hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(1, len(ref))
 
 
 def _rms(x: np.ndarray) -> float:

@@ -36,7 +36,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import re
 import statistics
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from bench.common import (
     redact,
     summary,
     table,
+    word_error_rate,
     write_json,
 )
 from cli.config import Config, load_config
@@ -369,18 +369,6 @@ def tts_length_probe(synth: Synthesizer, answers: list[str]) -> dict[str, Any]:
                 "audio_s": round(statistics.median(seconds), 2),
             }
     return out
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level edit distance / reference words (case and punctuation ignored)."""
-    ref = re.findall(r"[a-z0-9']+", reference.lower())
-    hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(len(ref), 1)
 
 
 # --------------------------------------------------------------------------- report
