@@ -16,6 +16,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,13 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         for j, h in enumerate(hyp, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
     return row[-1] / max(len(ref), 1)
+
+
+def run_record(started: float, load_before: list[float]) -> dict[str, Any]:
+    """Where, when and under what load a bench ran: the header of its results file."""
+    return {
+        "machine": machine_info(),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "seconds": round(time.time() - started, 1),
+    }

@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS_DIR, fmt, load_average, machine_info, table, write_json
+from bench.common import RESULTS_DIR, fmt, load_average, run_record, table, write_json
 from bench.visitor_set import load as load_visitor_set
 from catalog.datasets import Catalog
 from cli.config import load_config
@@ -287,10 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "machine": machine_info(),
-            "load_before": load_before,
-            "load_after": load_average(),
-            "seconds": round(time.time() - started, 1),
+            **run_record(started, load_before),
             "after_vad_ms": args.after_vad_ms,
             "results": results,
         },

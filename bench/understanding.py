@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     RESULTS_DIR,
     load_average,
-    machine_info,
+    run_record,
     table,
     word_error_rate,
     write_json,
@@ -207,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "machine": machine_info(),
-            "load_before": load_before,
-            "load_after": load_average(),
-            "seconds": round(time.time() - started, 1),
+            **run_record(started, load_before),
             "babble_snr_db": BABBLE_SNR_DB,
             "results": results,
             "tune_misheard": misheard,
