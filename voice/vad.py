@@ -71,6 +71,10 @@ class _Heard(NamedTuple):
     level: float
     speechlike: bool
 
+    def voiced(self, threshold: float) -> bool:
+        """Speech by both detectors against a noise-floor threshold (of now or of then)."""
+        return self.speechlike and self.level > threshold
+
 
 class NoiseFloor:
     """How loud the room is, so that only frames clearly louder than it can count as speech.
@@ -297,13 +301,22 @@ class Endpointer:
     def _is_voiced(self, heard: _Heard) -> bool:
         """webrtcvad's verdict, vetoed when the frame is not clearly louder than the room."""
         in_turn = self._turn is not None
-        voiced = heard.speechlike and heard.level > self._noise.threshold(in_turn)
+        voiced = heard.voiced(self._noise.threshold(in_turn))
         self._noise.track(heard.level)
         if not (in_turn and voiced):
             self._noise.add_background(heard.level)
         return voiced
 
-    def _speech_began_at(self, first_voiced: int, oldest: int, history: list[_Heard]) -> int:
+    @property
+    def _oldest(self) -> int:
+        """Stream index of the oldest frame still in the history."""
+        return self._index - len(self._history)
+
+    def _heard_at(self, index: int) -> _Heard:
+        """The history's frame at stream ``index`` (``_oldest`` <= index < ``_index``)."""
+        return self._history[index - self._oldest]
+
+    def _speech_began_at(self, first_voiced: int) -> int:
         """The earliest frame before ``first_voiced`` that is speech by today's noise floor.
 
         Walks back over the history while speech frames follow each other with gaps of at
@@ -312,10 +325,9 @@ class Endpointer:
         threshold = self._noise.threshold(in_turn=False)
         begin = first_voiced
         index = first_voiced - 1
-        stop = max(oldest, self._preroll_from, first_voiced - self._lookback_frames)
+        stop = max(self._oldest, self._preroll_from, first_voiced - self._lookback_frames)
         while index >= stop and begin - index <= self._gap_frames:
-            heard = history[index - oldest]
-            if heard.speechlike and heard.level > threshold:
+            if self._heard_at(index).voiced(threshold):
                 begin = index
             index -= 1
         return begin
@@ -328,11 +340,8 @@ class Endpointer:
         Moves ``_last_voiced`` and returns True if that leaves the silence too short to end.
         """
         threshold = self._noise.threshold(in_turn=True)
-        history = list(self._history)
-        oldest = index - len(history) + 1
-        for i in range(index, max(self._last_voiced, oldest - 1), -1):
-            heard = history[i - oldest]
-            if heard.speechlike and heard.level > threshold:
+        for i in range(index, max(self._last_voiced, self._oldest - 1), -1):
+            if self._heard_at(i).voiced(threshold):
                 self._last_voiced = i
                 return index - i < self._end_frames
         return False
@@ -356,14 +365,8 @@ class Endpointer:
             self._rescan_above = max(self._rescan_above, threshold)
             return []
         self._rescan_above = threshold
-        history = list(self._history)
-        oldest = index - len(history) + 1
-        since = max(oldest, self._preroll_from, index + 1 - self._lookback_frames)
-        voiced_at = [
-            i
-            for i in range(since, index + 1)
-            if history[i - oldest].speechlike and history[i - oldest].level > threshold
-        ]
+        since = max(self._oldest, self._preroll_from, index + 1 - self._lookback_frames)
+        voiced_at = [i for i in range(since, index + 1) if self._heard_at(i).voiced(threshold)]
         width, need = self.cfg.start_window, self.cfg.start_frames
         for k in range(len(voiced_at) - need + 1):
             if voiced_at[k + need - 1] - voiced_at[k] < width:
@@ -376,11 +379,9 @@ class Endpointer:
     def _start_turn(
         self, index: int, first_voiced: int, last_voiced: int
     ) -> list[SpeechStarted | SpeechStopped]:
-        history = list(self._history)  # ends with the current frame
-        oldest = index - len(history) + 1
-        first_voiced = self._speech_began_at(first_voiced, oldest, history)
-        first = max(oldest, first_voiced - self._preroll_frames, self._preroll_from)
-        self._turn = [heard.frame for heard in history[first - oldest :]]
+        first_voiced = self._speech_began_at(first_voiced)
+        first = max(self._oldest, first_voiced - self._preroll_frames, self._preroll_from)
+        self._turn = [heard.frame for heard in list(self._history)[first - self._oldest :]]
         self._turn_first = first
         self._start = first_voiced
         self._last_voiced = last_voiced
