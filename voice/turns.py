@@ -356,11 +356,7 @@ class TurnQueue:
             question = self._unanswered = [text.strip()]
         if turn.response_id is None or not question:
             return
-        answering = Answering(
-            self._services, self._emit, self._set_state, self._output, self._session_id
-        )
-        self._answering = answering
-        turn.started = True
+        answering = self._start_answering(turn)
         request = self._make_request(question[0], tuple(self._history))
         try:
             speak = self._speaks() if turn.speak is None else turn.speak
@@ -369,6 +365,14 @@ class TurnQueue:
             self._remember(question[0], answering.outcome.text, answering.outcome.link)
             if self._unanswered is question:
                 self._unanswered = None
+
+    def _start_answering(self, turn: Turn) -> Answering:
+        """The response stage for ``turn``, registered as the one a cancel reaches."""
+        self._answering = Answering(
+            self._services, self._emit, self._set_state, self._output, self._session_id
+        )
+        turn.started = True
+        return self._answering
 
     def _may_reprompt(self) -> bool:
         """A reprompt is configured and none was spoken in the last ``reprompt_interval_s``."""
@@ -388,11 +392,7 @@ class TurnQueue:
         mumble that was not understood from a kiosk that was not listening.
         """
         assert turn.response_id is not None
-        answering = Answering(
-            self._services, self._emit, self._set_state, self._output, self._session_id
-        )
-        self._answering = answering
-        turn.started = True
+        answering = self._start_answering(turn)
         text = self._services.config.pipeline.reprompt.strip()
         await answering.reprompt(turn.response_id, text, "no_speech", timings, speak=self._speaks())
 
