@@ -12,7 +12,7 @@ import pytest
 
 from voice.config import TtsConfig
 from voice.stt import Transcriber
-from voice.tts import Synthesizer, TtsError, resolve_voice
+from voice.tts import Synthesizer, TtsError, load_voice, resolve_voice
 
 pytestmark = pytest.mark.slow
 
@@ -167,3 +167,20 @@ def test_a_copied_voice_loads_from_a_path(tmp_path: Path) -> None:
     got, got_config, label = resolve_voice(TtsConfig(voice=str(tmp_path / "v.onnx")))
     assert got == tmp_path / "v.onnx" and got_config == tmp_path / "v.onnx.json"
     assert label == str(tmp_path / "v.onnx")
+
+
+def test_the_voice_session_keeps_no_plan_per_sentence_length() -> None:
+    """ONNX Runtime's memory pattern would keep one plan per input length, forever (see
+    voice/tts.py); the arena, which levels off, stays on."""
+    model, config, _ = resolve_voice(TtsConfig())
+    options = load_voice(model, config).session.get_session_options()
+    assert options.enable_mem_pattern is False
+    assert options.enable_cpu_mem_arena is True
+
+
+def test_corrupt_voice_config(tmp_path: Path) -> None:
+    model, _, _ = resolve_voice(TtsConfig())
+    (tmp_path / "v.onnx").symlink_to(model)
+    (tmp_path / "v.onnx.json").write_text("{not json")
+    with pytest.raises(TtsError, match="cannot load the Piper voice"):
+        Synthesizer.load(TtsConfig(voice=str(tmp_path / "v.onnx")))

@@ -5,10 +5,19 @@ so the first words of an answer play while the rest is still being synthesized. 
 ONNX Runtime session is safe to run from several threads at once and piper-tts guards its
 espeak-ng phonemizer with its own lock, so ``synthesize`` needs no lock of ours (a test runs
 syntheses from several threads and checks every result).
+
+Why the voice's ONNX Runtime session is built here and not by ``PiperVoice.load``: ONNX
+Runtime's default "memory pattern" plans and keeps one allocation plan per input shape, and
+every sentence of a new phoneme length is a new shape, so a kiosk that speaks for weeks grows
+without bound (493 -> 864 MB RSS over 480 syntheses here, still rising; ``python
+bench/tts_memory.py``). With the pattern off it levels off at its working size (542 MB) by
+the third round of 60 and stays there, at the same synthesis speed; the CPU arena stays on (turning it
+off too saves memory but costs synthesis time).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -19,6 +28,7 @@ from typing import TYPE_CHECKING
 from voice.config import TtsConfig
 
 if TYPE_CHECKING:
+    import onnxruntime
     from piper import PiperVoice
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,30 @@ def resolve_voice(cfg: TtsConfig) -> tuple[Path, Path, str]:
     return model, config, label
 
 
+def onnx_session_options() -> onnxruntime.SessionOptions:
+    """Options for a model whose input length changes every call (see the module docstring)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.enable_mem_pattern = False
+    return options
+
+
+def load_voice(model: Path, config: Path) -> PiperVoice:
+    """The Piper voice on a CPU ONNX Runtime session built with :func:`onnx_session_options`
+    (what ``PiperVoice.load`` does, less its fixed default options)."""
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    with open(config, encoding="utf-8") as f:
+        voice_config = PiperConfig.from_dict(json.load(f))
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=onnx_session_options(), providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(session=session, config=voice_config)
+
+
 class Synthesizer:
     """Piper voice, loaded once per process; synthesize() is thread-safe."""
 
@@ -75,12 +109,10 @@ class Synthesizer:
     @classmethod
     def load(cls, cfg: TtsConfig) -> Synthesizer:
         """Load the configured Piper voice (see :func:`resolve_voice`)."""
-        from piper import PiperVoice
-
         model, config, label = resolve_voice(cfg)
         started = time.perf_counter()
         try:
-            voice = PiperVoice.load(model, config_path=config)
+            voice = load_voice(model, config)
         except Exception as exc:  # ONNX Runtime / JSON errors: name the file
             raise TtsError(f"tts.voice: cannot load the Piper voice {model}: {exc}") from exc
         rate = voice.config.sample_rate

@@ -7,11 +7,13 @@ Sessions run a few at a time, so the shared executors and models see concurrent 
 
 Why both tracemalloc and RSS: tracemalloc sees every Python object a leak would keep (a
 session's history, a queue, a task) but not native memory; RSS sees ONNX Runtime and
-CTranslate2 too, but moves with allocator arenas. ONNX Runtime's arenas for Piper keep growing
-for the first few dozen syntheses (new input lengths, one arena per thread: about +800 MB with
-two TTS threads, then flat), so the Python heap is bounded from the end of a warm-up round,
-and RSS is bounded over the second half of the soak: a leak grows in both halves, an arena
-that has reached its working size does not.
+CTranslate2 too, but moves with allocator arenas. ONNX Runtime's arena for Piper grows for the
+first hundred or so syntheses (new input lengths) and then levels off (its memory pattern,
+which never levelled off, is off: voice/tts.py), so the Python heap is bounded from the end of
+a warm-up round, and RSS is bounded over the second half of the soak: a leak grows in both
+halves, an arena that has reached its working size does not. Before each RSS sample glibc
+returns its free pages to the system (``malloc_trim``): otherwise a heap that happens to be
+fragmented at the sample reads as growth that nothing holds.
 
 Speech: the real Piper voice, at double speed (its own ``length_scale`` option). Synthesis
 time grows with the length of the speech, and the soak is about sessions, queues and memory,
@@ -24,6 +26,7 @@ few minutes on a 2-core CI machine; try 5 for a longer soak).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import itertools
 import json
@@ -84,6 +87,7 @@ class MemoryWatch:
 
     def sample(self, label: str) -> tuple[float, float]:
         gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         py = tracemalloc.get_traced_memory()[0] / 2**20
         rss = rss_bytes() / 2**20
         self.samples.append((label, py, rss))
