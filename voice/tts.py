@@ -11,8 +11,8 @@ Runtime's default "memory pattern" plans and keeps one allocation plan per input
 every sentence of a new phoneme length is a new shape, so a kiosk that speaks for weeks grows
 without bound (493 -> 864 MB RSS over 480 syntheses here, still rising; ``python
 bench/tts_memory.py``). With the pattern off it levels off at its working size (542 MB) by
-the third round of 60 and stays there, at the same synthesis speed; the CPU arena stays on (turning it
-off too saves memory but costs synthesis time).
+the third round of 60 and stays there, at the same synthesis speed. The CPU arena stays on
+(turning it off too saves memory but costs synthesis time).
 """
 
 from __future__ import annotations
