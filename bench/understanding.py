@@ -14,8 +14,14 @@ vocabulary) and answered by the session's own answerer chain (conversation layer
 modes, catalog answerer). Typed questions are the reference row.
 
 Per voice, noise and part: word error rate (per question, averaged), **right page** (the
-answer's link is one of the topic's right pages), **sorry** (no link: "Sorry, I don't have a
-dataset about that"), and **confident wrong** (a link, but not a right one). Writes
+answer's link is one of the topic's right pages), **asked** (a clarifying question, "Did you
+mean A, or B?", no link; **right offered**: one of the datasets it offered is right),
+**sorry** (no link: "Sorry, I don't have a dataset about that"), and **confident wrong** (a
+link, but not a right one). ``--no-asking`` answers as before clarifying questions existed
+(same transcripts), for the before/after in one place.
+
+Transcripts are cached (``--transcripts``, see :class:`TranscriptCache`): the first run
+speaks and transcribes everything (about 15 minutes on 2 cores), later runs only answer. Writes
 bench/results/understanding.json (or --out) and prints a table.
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import statistics
 import sys
 import tempfile
@@ -45,13 +52,15 @@ from bench.common import (
     write_json,
 )
 from bench.visitor_set import VisitorQuestion, load
-from catalog.datasets import slug_of
+from catalog.datasets import Catalog, slug_of
 from cli.config import load_config
 from llm.base import AnswerRequest, Link
+from llm.clarify import offered
 from tests.speech import espeak_wav, read_pcm16
 from voice.services import Services
 
 RESULTS = RESULTS_DIR / "understanding.json"
+TRANSCRIPTS = RESULTS_DIR / "understanding_transcripts.json"
 VOICES = {"en-us": 150, "en-gb+f3": 165, "en-us+m3": 135, "en-gb-scotland": 155}
 BABBLE_VOICES = ("en-us+m3", "en-gb-scotland", "en-us+f2", "en-gb+m2")
 BABBLE_SNR_DB = 10.0
@@ -65,6 +74,7 @@ class Heard:
     transcript: str
     wer: float
     link: str | None
+    said: str = ""
 
 
 def _rms(x: np.ndarray) -> float:
@@ -93,25 +103,67 @@ def with_babble(
     return pcm + bed
 
 
-async def answer_link(services: Services, text: str) -> str | None:
-    """The link the session's answerer chain shows for ``text``."""
+async def answer(services: Services, text: str) -> tuple[str, str | None]:
+    """(what the session's answerer chain says for ``text``, the link it shows)."""
+    said: list[str] = []
     link = None
     async for event in services.answerer.stream(AnswerRequest(question=text)):
         if isinstance(event, Link):
             link = event.url
-    return link
+        else:
+            said.append(event.text)
+    return "".join(said), link
 
 
-def summarize(rows: list[Heard]) -> dict[str, Any]:
+class TranscriptCache:
+    """Transcripts already made, by (speech-to-text model, voice, noise, question).
+
+    Why: speaking and transcribing the set is nearly all of the bench's time (about 15
+    minutes on 2 cores); the answerer side changes far more often than the model that hears.
+    The key names the model (its description), so a new model never reads an old transcript.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._data: dict[str, str] = {}
+        if path is not None and path.exists():
+            self._data = json.loads(path.read_text(encoding="utf-8"))
+
+    @staticmethod
+    def key(model: str, voice: str, noise: str, question: str) -> str:
+        return "|".join((model, voice, noise, question))
+
+    def get(self, key: str) -> str | None:
+        return self._data.get(key)
+
+    def put(self, key: str, transcript: str) -> None:
+        self._data[key] = transcript
+
+    def save(self) -> None:
+        if self.path is not None:
+            write_json(self.path, self._data)
+
+
+def summarize(rows: list[Heard], catalog: Catalog) -> dict[str, Any]:
     n = len(rows)
     right = sum(r.link is not None and slug_of(r.link) in r.question.right for r in rows)
-    sorry = sum(r.link is None for r in rows)
+    asked = [r for r in rows if r.link is None and offered(r.said, catalog)]
+    offered_right = sum(
+        any(e.slug in r.question.right for e in offered(r.said, catalog)) for r in asked
+    )
+    sorry = sum(r.link is None for r in rows) - len(asked)
+
+    def share(count: int) -> float | None:
+        return round(count / n, 3) if n else None
+
     return {
         "questions": n,
         "wer": round(statistics.fmean(r.wer for r in rows), 3) if n else None,
-        "right_page": round(right / n, 3) if n else None,
-        "sorry": round(sorry / n, 3) if n else None,
-        "confident_wrong": round((n - right - sorry) / n, 3) if n else None,
+        "right_page": share(right),
+        "asked": share(len(asked)),
+        "asked_right_offered": share(offered_right),
+        "sorry": share(sorry),
+        "confident_wrong": share(n - right - sorry - len(asked)),
     }
 
 
@@ -124,29 +176,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             questions = tune + [q for q in questions if q.part == "test"][: args.limit // 2]
         rows: list[Heard] = []
         for q in questions:
-            rows.append(
-                Heard(q, "typed", "clean", q.question, 0.0, await answer_link(services, q.question))
-            )
+            said, link = await answer(services, q.question)
+            rows.append(Heard(q, "typed", "clean", q.question, 0.0, link, said))
+        cache = TranscriptCache(args.transcripts)
+        model = services.transcriber.description
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             for voice in args.voices:
                 for q in questions:
-                    clean = spoken(q.question, voice, folder)
                     for noise in args.noise:
-                        x = (
-                            clean
-                            if noise == "clean"
-                            else with_babble(clean, questions, q.question + voice, folder)
-                        )
-                        pcm = np.clip(np.rint(x), -32768, 32767).astype("<i2").tobytes()
-                        heard = await asyncio.to_thread(services.transcriber.transcribe, pcm)
-                        link = await answer_link(services, heard) if heard.strip() else None
-                        rows.append(
-                            Heard(q, voice, noise, heard, word_error_rate(q.question, heard), link)
-                        )
-        return {"rows": rows}
+                        key = cache.key(model, voice, noise, q.question)
+                        heard = cache.get(key)
+                        if heard is None:
+                            heard = await hear(services, q, voice, noise, questions, folder)
+                            cache.put(key, heard)
+                        said, link = await answer(services, heard) if heard.strip() else ("", None)
+                        wer = word_error_rate(q.question, heard)
+                        rows.append(Heard(q, voice, noise, heard, wer, link, said))
+        cache.save()
+        return {"rows": rows, "catalog": services.catalog}
     finally:
         await services.aclose()
+
+
+async def hear(
+    services: Services,
+    q: VisitorQuestion,
+    voice: str,
+    noise: str,
+    questions: list[VisitorQuestion],
+    folder: Path,
+) -> str:
+    """The session's transcript of ``q`` spoken by ``voice``, clean or over babble."""
+    x = spoken(q.question, voice, folder)
+    if noise != "clean":
+        x = with_babble(x, questions, q.question + voice, folder)
+    pcm = np.clip(np.rint(x), -32768, 32767).astype("<i2").tobytes()
+    return await asyncio.to_thread(services.transcriber.transcribe, pcm)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,9 +223,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--limit", type=int, default=None, help="questions (half per part)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--transcripts",
+        type=Path,
+        default=TRANSCRIPTS,
+        help="transcript cache (see TranscriptCache); 'none' to transcribe everything again",
+    )
+    parser.add_argument(
+        "--no-asking",
+        action="store_true",
+        help="the catalog answerer without clarifying questions (the numbers before them)",
+    )
     args = parser.parse_args(argv)
+    if args.no_asking:
+        import llm.catalog_answerer
+
+        llm.catalog_answerer.choices_to_offer = lambda grounding, retriever: ()
+    if str(args.transcripts) == "none":
+        args.transcripts = None
     started, load_before = time.time(), load_average()
-    rows: list[Heard] = asyncio.run(run(args))["rows"]
+    ran = asyncio.run(run(args))
+    rows: list[Heard] = ran["rows"]
     results: dict[str, Any] = {}
     table_rows = []
     for voice in ["typed", *args.voices]:
@@ -170,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                     for r in rows
                     if r.voice == voice and r.noise == noise and r.question.part == part
                 ]
-                s = summarize(chosen)
+                s = summarize(chosen, ran["catalog"])
                 results[f"{voice}/{noise}/{part}"] = s
                 table_rows.append(
                     [
@@ -180,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         s["questions"],
                         s["wer"],
                         s["right_page"],
+                        s["asked"],
+                        s["asked_right_offered"],
                         s["sorry"],
                         s["confident_wrong"],
                     ]
@@ -193,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                 "questions",
                 "WER",
                 "right page",
+                "asked",
+                "right offered",
                 "sorry",
                 "confident wrong",
             ],

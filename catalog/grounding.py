@@ -177,6 +177,66 @@ def build_grounding(
     return Grounding(entries, showing, **common)
 
 
+# --------------------------------------------------------------------------------------------
+# Unsure: datasets to ask the visitor to choose between
+# --------------------------------------------------------------------------------------------
+
+# Chosen on the visitor set's tune part, typed and as heard (bench/understanding.py), and the
+# off-topic questions of bench/retrieval.py; the test part only reports. Scores are on the
+# retriever's fixed scale, so each mode's thresholds sit relative to its own ``weak``.
+MAYBE_BELOW_WEAK = 0.04
+"""A best hit this far below ``weak`` may still be what was meant (a misheard word, a rare
+phrasing): offer it rather than say "sorry". Further down, off-topic questions live."""
+UNSURE_BELOW_STRONG = 0.05
+"""A match no higher than ``strong`` plus this ..."""
+UNSURE_MARGIN = 0.02
+"""... whose runner-up on another topic is this close is a coin toss: ask instead of guessing."""
+OFFER = 2
+
+
+def _another_topic(entry: CatalogEntry, chosen: list[CatalogEntry]) -> bool:
+    """Not a sibling of one already chosen ("Sea Ice Extent" and "Sea Ice Age" are one choice
+    to a visitor): fewer than half of its title words in common with each."""
+    mine = set(analyze(entry.title))
+    return all(
+        len(mine & (theirs := set(analyze(c.title)))) < 0.5 * max(1, min(len(mine), len(theirs)))
+        for c in chosen
+    )
+
+
+def choices_to_offer(grounding: Grounding, retriever: Retriever) -> tuple[CatalogEntry, ...]:
+    """The datasets to ask about ("Did you mean A, or B?") when the question is neither
+    clearly about one dataset nor clearly about none; () when the answer is clear.
+
+    Never for a named or deictic question (those are pinned), nor when the dataset on the
+    sphere fits the question. Two cases: the best hit is just under ``weak`` (it would
+    otherwise be "sorry"), or it is a match but not a strong one and a dataset on another
+    topic scores within :data:`UNSURE_MARGIN` of it.
+    """
+    if grounding.pinned or not grounding.hits:
+        return ()
+    weak, strong = retriever.thresholds.weak, retriever.thresholds.strong
+    if grounding.showing is not None and grounding.showing_score >= weak:
+        return ()
+    top = grounding.hits[0]
+    distinct: list[CatalogEntry] = []
+    scores: list[float] = []
+    for hit in grounding.hits:
+        if _another_topic(hit.entry, distinct):
+            distinct.append(hit.entry)
+            scores.append(hit.score)
+    if top.score < weak:
+        if top.score < weak - MAYBE_BELOW_WEAK:
+            return ()
+        floor = weak - MAYBE_BELOW_WEAK
+        return tuple(e for e, sc in zip(distinct, scores, strict=True) if sc >= floor)[:OFFER]
+    if top.score >= strong + UNSURE_BELOW_STRONG or len(distinct) < 2:
+        return ()
+    if scores[0] - scores[1] >= UNSURE_MARGIN:
+        return ()
+    return tuple(distinct[:OFFER])
+
+
 def _keyword_neighbours(entry: CatalogEntry, retriever: Retriever, k: int) -> list[CatalogEntry]:
     """Entries retrieval finds for this entry's own keywords and categories."""
     tags = " ".join([*entry.keywords, *entry.categories])

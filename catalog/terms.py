@@ -48,6 +48,7 @@ _MORPHOLOGY: dict[str, tuple[str, ...]] = {
     "airplan": ("airplane", "plane", "aircraft", "flight", "aviation"),
     "trash": ("garbage", "debri", "debris", "litter"),
     "dinosaur": ("dino",),
+    "saliniti": ("salti", "salty", "saline", "salin"),
 }
 MORPHOLOGY: dict[str, str] = {v: k for k, vs in _MORPHOLOGY.items() for v in vs}
 

@@ -19,11 +19,18 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from catalog.datasets import Catalog, CatalogEntry
-from catalog.grounding import Grounding, asks_for_related, build_grounding, related_entries
+from catalog.grounding import (
+    Grounding,
+    asks_for_related,
+    build_grounding,
+    choices_to_offer,
+    related_entries,
+)
 from catalog.retrieval import Retriever
 from catalog.terms import analyze
 from catalog.text import description_sentences, join_spoken, leans_on_previous, spoken_title
 from llm.base import AnswerEvent, AnswerRequest, Audience
+from llm.clarify import clarifying_question
 from llm.link_guard import LinkGuard, split_for_streaming
 
 
@@ -173,6 +180,9 @@ class CatalogAnswerer:
             if about is not None:
                 return grounding, self._related_answer(about)
 
+        choices = choices_to_offer(grounding, self._retriever)
+        if choices:  # no link: the visitor has not chosen yet
+            return Grounding((), None), clarifying_question(choices)
         entry = self._answer_entry(grounding, matched, request.question)
         if entry is None:
             return Grounding((), None), self._no_match(showing)

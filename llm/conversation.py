@@ -11,7 +11,9 @@ rewritten to name the dataset the last answer was about (each assistant turn in 
 carries its link), so every backend, retrieval and the link check see an ordinary question
 about that dataset: "Tell me more." after the tsunami answer becomes "Tell me more about Japan
 Tsunami: Wave Propagation, March 11, 2011.", and "show me another one" asks for datasets like
-it. Stateless: everything comes from the request's history, like every answerer.
+it. The reply to a clarifying question ("the first one", "the ozone one"; see
+:mod:`llm.clarify`) is rewritten the same way, to name the dataset chosen. Stateless:
+everything comes from the request's history, like every answerer.
 
 Why regular expressions: these are a handful of fixed phrasings, the transcript is short, and a
 wrong guess costs little (the rewritten question still goes through retrieval and grounding).
@@ -29,6 +31,7 @@ from catalog.datasets import Catalog, CatalogEntry
 from catalog.grounding import is_deictic
 from catalog.text import spoken_title
 from llm.base import Answerer, AnswerEvent, AnswerRequest, TextDelta
+from llm.clarify import DECLINED, DECLINED_REPLY, resolve_choice
 from llm.link_guard import split_for_streaming
 
 _LEAD_IN = r"^\W*(?:(?:ok(?:ay)?|so|and|well|um|uh|oh|cool|wow|nice|great)\W+)*"
@@ -145,8 +148,17 @@ class ConversationAnswerer:
                 yield TextDelta(piece)
                 await asyncio.sleep(0)
             return
+        choice = resolve_choice(request, self._catalog)
+        if choice is DECLINED:
+            for piece in split_for_streaming(DECLINED_REPLY):
+                yield TextDelta(piece)
+                await asyncio.sleep(0)
+            return
         previous = last_dataset(request, self._catalog)
-        rewritten = follow_up(request, previous) if previous is not None else None
+        if isinstance(choice, CatalogEntry):
+            rewritten: str | None = f"Tell me about {choice.title}."
+        else:
+            rewritten = follow_up(request, previous) if previous is not None else None
         if rewritten is not None:
             request = dataclasses.replace(request, question=rewritten)
         async with contextlib.aclosing(self.inner.stream(request)) as inner:

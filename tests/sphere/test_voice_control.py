@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench.common import word_error_rate
 from catalog.datasets import Catalog
 from sphere.simulator import SosSimulator
 from tests.speech import espeak_wav
@@ -67,8 +68,10 @@ async def test_spoken_commands_drive_the_sphere(
         assert done.text == "Showing: Hurricane Season - 2005.", heard_q
         assert simulator.control_commands() == ["play 2"] and simulator.current == 2
         assert exhibit.showing is not None and exhibit.showing.slug == "hurricane-season-2005"
-        heard = set(re.findall(r"[a-z0-9]+", spoken(services, rec, done).lower()))
-        assert {"showing", "season", "2005"} <= heard, heard  # tiny.en hears "her cane"
+        # Piper samples its prosody and tiny.en mishears a word now and then ("her cane",
+        # "chowing"): the confirmation is real speech of the answer, a word or two aside.
+        heard = spoken(services, rec, done)
+        assert word_error_rate(done.text, heard) <= 0.5, heard
         assert done.link is None  # an action, not an answer with a catalog page
 
         done = await say(session, rec, "Next one.", tmp_path / "b.wav")
