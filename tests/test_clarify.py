@@ -9,8 +9,7 @@ from catalog.datasets import Catalog, CatalogEntry
 from catalog.grounding import build_grounding, choices_to_offer
 from llm.base import AnswerRequest, ChatMessage
 from llm.clarify import DECLINED, clarifying_question, offered, resolve_choice
-from voice.events import ResponseDone
-from voice.pipeline import Session
+from tests.typed_session import typed_session
 from voice.services import Services
 
 SALINITY = "sea-surface-salinity"
@@ -115,15 +114,7 @@ def test_the_sphere_answers_a_deictic_question_without_asking(services: Services
 async def test_asked_back_then_answered_in_a_session(services: Services) -> None:
     """A question retrieval cannot place gets a question back, with no page shown; the reply
     "the first one" gets that dataset's answer and page; a new question is just answered."""
-    done: list[ResponseDone] = []
-    session = Session(services, lambda e: done.append(e) if isinstance(e, ResponseDone) else None)
-
-    async def say(text: str) -> ResponseDone:
-        session.ask(text)
-        await session.wait_idle()
-        return done[-1]
-
-    try:
+    async with typed_session(services) as say:
         asked = await say("Which country is the biggest?")
         choices = offered(asked.text, services.catalog)
         assert choices and asked.link is None, asked.text
@@ -135,5 +126,3 @@ async def test_asked_back_then_answered_in_a_session(services: Services) -> None
         assert declined.link is None and "other words" in declined.text
         new = await say("What causes a tsunami?")
         assert new.link is not None and "tsunami" in new.link
-    finally:
-        await session.aclose()

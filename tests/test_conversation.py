@@ -8,8 +8,7 @@ import pytest
 from catalog.datasets import Catalog
 from llm.base import AnswerRequest, ChatMessage
 from llm.conversation import follow_up, last_dataset, small_talk
-from voice.events import ResponseDone
-from voice.pipeline import Session
+from tests.typed_session import typed_session
 from voice.services import Services
 
 TSUNAMI = "https://sos.noaa.gov/catalog/datasets/japan-tsunami-wave-propagation-march-11-2011"
@@ -91,15 +90,7 @@ def test_this_stays_with_the_sphere(catalog: Catalog) -> None:
 
 async def test_a_conversation_at_the_kiosk(services: Services) -> None:
     """Typed turns through a real Session and the real answerer chain."""
-    done: list[ResponseDone] = []
-    session = Session(services, lambda e: done.append(e) if isinstance(e, ResponseDone) else None)
-
-    async def say(text: str) -> ResponseDone:
-        session.ask(text)
-        await session.wait_idle()
-        return done[-1]
-
-    try:
+    async with typed_session(services) as say:
         hello = await say("Hello!")
         assert hello.link is None and "ask me" in hello.text.lower()
         first = await say("What causes a tsunami?")
@@ -116,5 +107,3 @@ async def test_a_conversation_at_the_kiosk(services: Services) -> None:
         assert "tsunami" in another.text.lower() or "earthquake" in another.text.lower()
         thanks = await say("Thanks, bye!")
         assert thanks.link is None and "welcome" in thanks.text.lower()
-    finally:
-        await session.aclose()
