@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_asking:
         import llm.catalog_answerer
 
-        llm.catalog_answerer.choices_to_offer = lambda grounding, retriever: ()
+        llm.catalog_answerer.choices_to_offer = lambda question, grounding, retriever: ()
     if str(args.transcripts) == "none":
         args.transcripts = None
     started, load_before = time.time(), load_average()

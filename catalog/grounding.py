@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from catalog.datasets import Catalog, CatalogEntry
 from catalog.retrieval import Retriever, ScoredEntry
-from catalog.terms import analyze
+from catalog.terms import analyze, query_terms
 
 # --------------------------------------------------------------------------------------------
 # Deictic questions: about what is on the sphere now
@@ -194,17 +194,22 @@ UNSURE_MARGIN = 0.02
 OFFER = 2
 
 
-def _another_topic(entry: CatalogEntry, chosen: list[CatalogEntry]) -> bool:
-    """Not a sibling of one already chosen ("Sea Ice Extent" and "Sea Ice Age" are one choice
-    to a visitor): fewer than half of its title words in common with each."""
+def _another_topic(entry: CatalogEntry, chosen: list[CatalogEntry], asked: set[str]) -> bool:
+    """Not a sibling of one already chosen. Siblings: half or more of the title words in
+    common ("Sea Ice Extent" and "Sea Ice Age"), or a word of the question in both titles
+    ("wildfires": "Fire Observations" and "Fires, Real-time" both answer it)."""
     mine = set(analyze(entry.title))
-    return all(
-        len(mine & (theirs := set(analyze(c.title)))) < 0.5 * max(1, min(len(mine), len(theirs)))
-        for c in chosen
-    )
+    for other in chosen:
+        theirs = set(analyze(other.title))
+        shared = mine & theirs
+        if len(shared) >= 0.5 * max(1, min(len(mine), len(theirs))) or shared & asked:
+            return False
+    return True
 
 
-def choices_to_offer(grounding: Grounding, retriever: Retriever) -> tuple[CatalogEntry, ...]:
+def choices_to_offer(
+    question: str, grounding: Grounding, retriever: Retriever
+) -> tuple[CatalogEntry, ...]:
     """The datasets to ask about ("Did you mean A, or B?") when the question is neither
     clearly about one dataset nor clearly about none; () when the answer is clear.
 
@@ -219,10 +224,11 @@ def choices_to_offer(grounding: Grounding, retriever: Retriever) -> tuple[Catalo
     if grounding.showing is not None and grounding.showing_score >= weak:
         return ()
     top = grounding.hits[0]
+    asked = set(query_terms(question))
     distinct: list[CatalogEntry] = []
     scores: list[float] = []
     for hit in grounding.hits:
-        if _another_topic(hit.entry, distinct):
+        if _another_topic(hit.entry, distinct, asked):
             distinct.append(hit.entry)
             scores.append(hit.score)
     if top.score < weak:

@@ -43,7 +43,7 @@ _MORPHOLOGY: dict[str, tuple[str, ...]] = {
     "tornado": ("tornadoe", "twister"),
     "glacier": ("glacial", "glaciation"),
     "moon": ("lunar",),
-    "fire": ("wildfire",),
+    "fire": ("wildfire", "wildfir"),
     "magnet": ("magnetic", "magnetism", "geomagnetic"),
     "airplan": ("airplane", "plane", "aircraft", "flight", "aviation"),
     "trash": ("garbage", "debri", "debris", "litter"),

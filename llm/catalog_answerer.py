@@ -180,7 +180,7 @@ class CatalogAnswerer:
             if about is not None:
                 return grounding, self._related_answer(about)
 
-        choices = choices_to_offer(grounding, self._retriever)
+        choices = choices_to_offer(request.question, grounding, self._retriever)
         if choices:  # no link: the visitor has not chosen yet
             return Grounding((), None), clarifying_question(choices)
         entry = self._answer_entry(grounding, matched, request.question)

@@ -92,6 +92,7 @@ def test_no_offer_no_choice(catalog: Catalog) -> None:
     "question",
     [
         "What causes a tsunami?",  # clear
+        "Where do wildfires burn?",  # two fire datasets: either answers it
         "Where is the bathroom?",  # off-topic: "sorry", not a guess
         "Can you tell me a joke?",
         "Tell me about Sea Surface Salinity.",  # named: pinned, never asked about
@@ -102,13 +103,14 @@ def test_clear_and_off_topic_questions_are_not_asked_about(
 ) -> None:
     retriever = services.retriever
     grounding = build_grounding(question, None, retriever)
-    assert choices_to_offer(grounding, retriever) == ()
+    assert choices_to_offer(question, grounding, retriever) == ()
 
 
 def test_the_sphere_answers_a_deictic_question_without_asking(services: Services) -> None:
     showing = services.catalog.resolve(SALINITY)
-    grounding = build_grounding("What am I looking at?", showing, services.retriever)
-    assert choices_to_offer(grounding, services.retriever) == ()
+    question = "What am I looking at?"
+    grounding = build_grounding(question, showing, services.retriever)
+    assert choices_to_offer(question, grounding, services.retriever) == ()
 
 
 async def test_asked_back_then_answered_in_a_session(services: Services) -> None:
