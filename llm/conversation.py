@@ -142,23 +142,22 @@ class ConversationAnswerer:
         self._catalog = catalog
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
+        choice = None
         reply = small_talk(request.question, request.showing)
+        if reply is None:
+            choice = resolve_choice(request, self._catalog)
+            if choice is DECLINED:
+                reply = DECLINED_REPLY
         if reply is not None:
             for piece in split_for_streaming(reply):
                 yield TextDelta(piece)
                 await asyncio.sleep(0)
             return
-        choice = resolve_choice(request, self._catalog)
-        if choice is DECLINED:
-            for piece in split_for_streaming(DECLINED_REPLY):
-                yield TextDelta(piece)
-                await asyncio.sleep(0)
-            return
-        previous = last_dataset(request, self._catalog)
+        rewritten: str | None = None
         if isinstance(choice, CatalogEntry):
-            rewritten: str | None = f"Tell me about {choice.title}."
-        else:
-            rewritten = follow_up(request, previous) if previous is not None else None
+            rewritten = f"Tell me about {choice.title}."
+        elif (previous := last_dataset(request, self._catalog)) is not None:
+            rewritten = follow_up(request, previous)
         if rewritten is not None:
             request = dataclasses.replace(request, question=rewritten)
         async with contextlib.aclosing(self.inner.stream(request)) as inner:
