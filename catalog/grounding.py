@@ -223,24 +223,20 @@ def choices_to_offer(
     weak, strong = retriever.thresholds.weak, retriever.thresholds.strong
     if grounding.showing is not None and grounding.showing_score >= weak:
         return ()
-    top = grounding.hits[0]
     asked = set(query_terms(question))
-    distinct: list[CatalogEntry] = []
-    scores: list[float] = []
+    distinct: list[ScoredEntry] = []  # the best hit of each topic, best first
     for hit in grounding.hits:
-        if _another_topic(hit.entry, distinct, asked):
-            distinct.append(hit.entry)
-            scores.append(hit.score)
+        if _another_topic(hit.entry, [d.entry for d in distinct], asked):
+            distinct.append(hit)
+    top = distinct[0]
     if top.score < weak:
-        if top.score < weak - MAYBE_BELOW_WEAK:
-            return ()
         floor = weak - MAYBE_BELOW_WEAK
-        return tuple(e for e, sc in zip(distinct, scores, strict=True) if sc >= floor)[:OFFER]
+        return tuple(d.entry for d in distinct if d.score >= floor)[:OFFER]
     if top.score >= strong + UNSURE_BELOW_STRONG or len(distinct) < 2:
         return ()
-    if scores[0] - scores[1] >= UNSURE_MARGIN:
+    if top.score - distinct[1].score >= UNSURE_MARGIN:
         return ()
-    return tuple(distinct[:OFFER])
+    return tuple(d.entry for d in distinct[:OFFER])
 
 
 def _keyword_neighbours(entry: CatalogEntry, retriever: Retriever, k: int) -> list[CatalogEntry]:
