@@ -147,10 +147,8 @@ class TranscriptCache:
 def summarize(rows: list[Heard], catalog: Catalog) -> dict[str, Any]:
     n = len(rows)
     right = sum(r.link is not None and slug_of(r.link) in r.question.right for r in rows)
-    asked = [r for r in rows if r.link is None and offered(r.said, catalog)]
-    offered_right = sum(
-        any(e.slug in r.question.right for e in offered(r.said, catalog)) for r in asked
-    )
+    asked = [(r, offer) for r in rows if r.link is None and (offer := offered(r.said, catalog))]
+    offered_right = sum(any(e.slug in r.question.right for e in offer) for r, offer in asked)
     sorry = sum(r.link is None for r in rows) - len(asked)
 
     def share(count: int) -> float | None:
