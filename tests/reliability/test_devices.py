@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from pathlib import Path
 
 import pytest
+from rapidfuzz import fuzz
 
 from tests.reliability.conftest import Recorder, eventually
 from tests.speech import espeak_wav
@@ -29,6 +31,15 @@ from voice.services import Services
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 QUESTION = "What causes a tsunami?"
+
+
+def _similarity(expected: str, heard: str) -> float:
+    """Character similarity (0-100) of two sentences, ignoring case and punctuation."""
+
+    def norm(text: str) -> str:
+        return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+
+    return fuzz.ratio(norm(expected), norm(heard))
 
 
 async def _freeze_speaker_mid_answer(
@@ -68,12 +79,6 @@ async def test_speaker_vanishing_mid_answer_is_a_clear_error_for_that_turn(
         await sink.aclose()
 
 
-@pytest.mark.xfail(
-    strict=False,  # timing-dependent: 1 run in 4 here did not recover
-    reason="SpeakerSink keeps its stalled PortAudio stream after the device returns; that "
-    "stream sometimes never recovers (later answers fail with 'stopped playing') until the "
-    "sink is reopened",
-)
 async def test_speaker_plays_again_once_the_device_is_back(
     services: Services, virtual_audio: VirtualAudio
 ) -> None:
@@ -147,5 +152,8 @@ async def test_microphone_vanishing_is_a_clear_error_and_the_session_goes_on(
         if frozen:
             os.kill(virtual_audio.server_pid, signal.SIGCONT)
         await session.aclose()
-    heard = [e.text.lower() for e in rec.of(TranscriptReady)]
-    assert len(heard) == 2 and all("tsunami" in h for h in heard), heard
+    heard = [e.text for e in rec.of(TranscriptReady)]
+    # Both microphones heard the question. tiny.en's ear on espeak-ng through the sound
+    # server varies per run ("a tsunamis", "us to army"), so this compares characters, not
+    # one word: the question scores ~75-100, another question or noise scores under 45.
+    assert len(heard) == 2 and all(_similarity(QUESTION, h) >= 65 for h in heard), heard

@@ -203,8 +203,8 @@ def open_stream(
     )
 
 
-async def close_stream(stream: Any, timeout_s: float = 2.0) -> None:
-    """Abort and close a PortAudio stream off the event loop.
+async def close_stream(stream: Any, timeout_s: float = 2.0) -> bool:
+    """Abort and close a PortAudio stream off the event loop; False if it did not finish.
 
     On a hung sound server PortAudio's abort blocks for about a minute; on the loop that would
     freeze every session (and Ctrl-C). A daemon thread finishes it whenever it can.
@@ -229,3 +229,5 @@ async def close_stream(stream: Any, timeout_s: float = 2.0) -> None:
         await asyncio.wait_for(asyncio.shield(done), timeout_s)
     except TimeoutError:
         log.warning("the audio device did not close within %.0f s; leaving it", timeout_s)
+        return False
+    return True

@@ -78,11 +78,17 @@ class SpeakerSink:
         self._empty_notified = True
         self._played = 0  # samples of real audio handed to the device
         self._closed = False
-        self._stream, self.channels = open_stream(
+        self._stalled = False  # the stream stopped taking audio: reopen it before the next answer
+        self._stream, self.channels = self._open(sd, index, info)
+        log.info("speaker: %s at %d Hz", self.device_name, self.sample_rate)
+
+    def _open(self, sd: Any, index: int | None, info: dict[str, Any]) -> tuple[Any, int]:
+        """Open and start the output stream at the device's native rate."""
+        stream, channels = open_stream(
             sd.OutputStream,
             info,
             "output",
-            device,
+            self.device,
             device=index,
             samplerate=self.sample_rate,
             dtype="int16",
@@ -90,13 +96,48 @@ class SpeakerSink:
             callback=self._callback,
         )
         try:
-            self._stream.start()
+            stream.start()
         except Exception as exc:
-            self._stream.close(ignore_errors=True)
+            stream.close(ignore_errors=True)
             raise AudioDeviceError(
                 f"cannot start audio output device {self.device_name!r}: {exc}; {LIST_DEVICES_HINT}"
             ) from exc
-        log.info("speaker: %s at %d Hz", self.device_name, self.sample_rate)
+        return stream, channels
+
+    async def _reopen(self) -> None:
+        """Replace a stream that stalled with a fresh one.
+
+        A PortAudio stream whose sound server hung (an unplugged USB speaker, a frozen
+        PulseAudio) does not always resume when the server comes back: it stays open and never
+        calls back again, so every later answer would fail with "stopped playing". The old
+        stream is closed off the loop first (on a server still hung that does not finish, and
+        this turn fails with a clear error; the next one tries again). Opening runs in a
+        thread too: PortAudio can block there on the same hung server.
+        """
+        old, self._stream = self._stream, None
+        if old is not None and not await close_stream(old):
+            raise AudioDeviceError(
+                f"the audio output device {self.device_name!r} is still not playing; "
+                f"{LIST_DEVICES_HINT}"
+            )
+        sd = sounddevice_module()
+        index = resolve_device(self.device, "output")
+        info = device_info(sd, index, "output")
+        if int(info["default_samplerate"]) != self.sample_rate:
+            self.sample_rate = int(info["default_samplerate"])  # a different card came back
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open, sd, index, info))
+        try:
+            self._stream, self.channels = await asyncio.wait_for(
+                asyncio.shield(opening), STARTUP_TIMEOUT_S
+            )
+        except TimeoutError:
+            opening.add_done_callback(_close_when_opened)
+            raise AudioDeviceError(
+                f"the audio output device {self.device_name!r} did not open again within "
+                f"{STARTUP_TIMEOUT_S:.0f} s; {LIST_DEVICES_HINT}"
+            ) from None
+        self._stalled = False
+        log.info("speaker: reopened %s after it stalled", self.device_name)
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         filled = 0
@@ -134,6 +175,8 @@ class SpeakerSink:
         if self._closed:
             raise RuntimeError("the speaker is closed")
         self._loop = asyncio.get_running_loop()
+        if self._stalled:
+            await self._reopen()
         data = np.frombuffer(resample_pcm16(pcm, sample_rate, self.sample_rate), dtype="<i2")
         if not len(data):
             return
@@ -156,11 +199,13 @@ class SpeakerSink:
                 > (self.stall_timeout_s if self._played else STARTUP_TIMEOUT_S)
                 and not self._idle.is_set()
             ):
+                self.stop()
+                self._stalled = True
                 raise AudioDeviceError(
                     f"the audio output device {self.device_name!r} stopped playing; "
                     f"{LIST_DEVICES_HINT}"
                 )
-        if not self._closed:
+        if not self._closed and self._stream is not None:
             # What the callback handed to PortAudio last is still in the device's buffer.
             await asyncio.sleep(float(self._stream.latency))
 
@@ -175,4 +220,14 @@ class SpeakerSink:
             return
         self._closed = True
         self.stop()
-        await close_stream(self._stream)
+        if self._stream is not None:
+            await close_stream(self._stream)
+
+
+def _close_when_opened(opening: asyncio.Future[tuple[Any, int]]) -> None:
+    """Close a stream whose opening finished after the caller stopped waiting for it."""
+    if not opening.cancelled() and opening.exception() is None:
+        stream, _ = opening.result()
+        with contextlib.suppress(Exception):
+            stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
