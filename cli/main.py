@@ -36,7 +36,10 @@ from voice.tts import TtsError, resolve_voice
 if TYPE_CHECKING:
     from curator.recorder import Recorder
     from sphere.service import Sphere
+    from voice.audio.echo import EchoReference
     from voice.exhibit import Exhibit
+    from voice.listening import KioskListener
+    from voice.pipeline import Session
     from voice.services import Services
 
 log = logging.getLogger("sos-voice")
@@ -101,8 +104,11 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     return cfg.replace(sos={"host": args.sos_host}) if args.sos_host else cfg
 
 
-def _output_sink(args: argparse.Namespace, cfg: Config, *, live: bool) -> AudioSink | None:
-    """Where answers are heard: --out WAV, else the speaker when playing is on.
+def _output_sink(
+    args: argparse.Namespace, cfg: Config, *, live: bool, reference: EchoReference | None = None
+) -> AudioSink | None:
+    """Where answers are heard: --out WAV, else the speaker when playing is on (telling
+    ``reference``, for the echo canceller, what it plays).
 
     For file and text modes a missing speaker is not an error (there is still text and --out);
     for the live microphone loop it is.
@@ -112,7 +118,7 @@ def _output_sink(args: argparse.Namespace, cfg: Config, *, live: bool) -> AudioS
     if not cfg.audio.play:
         return None
     try:
-        return SpeakerSink(cfg.audio.output_device)
+        return SpeakerSink(cfg.audio.output_device, reference=reference)
     except AudioDeviceError as exc:
         if live:
             raise
@@ -190,6 +196,7 @@ async def _run_with(
     view: ConsoleView,
 ) -> int:
     from voice.exhibit import Exhibit
+    from voice.listening import KioskListener
     from voice.pipeline import Session
     from voice.services import Services
 
@@ -226,7 +233,9 @@ async def _run_with(
             finally:
                 if sphere is not None:
                     await sphere.aclose()
-        sink = _output_sink(args, cfg, live=live)
+        speaker = live and args.out is None and cfg.audio.play
+        reference = KioskListener.reference_for(cfg.audio.echo_cancellation, speaker=speaker)
+        sink = _output_sink(args, cfg, live=live, reference=reference)
         session_services = sphere.session_services(services) if sphere else services
         session = Session(session_services, view, output=sink, exhibit=exhibit)
         if recorder is not None:
@@ -247,8 +256,9 @@ async def _run_with(
                     session.feed_audio(frame)
                 session.end_of_audio()
             else:
+                listener = _kiosk_listener(cfg, session, sink, mic, reference)
                 async for frame in mic.frames():
-                    session.feed_audio(frame)
+                    listener.feed(frame)
             await session.wait_idle()
         finally:
             await session.aclose()
@@ -265,6 +275,28 @@ async def _run_with(
         return 0 if all(d.status == "completed" for d in answers) else 1
     finally:
         await services.aclose()
+
+
+def _kiosk_listener(
+    cfg: Config,
+    session: Session,
+    sink: AudioSink | None,
+    mic: MicrophoneSource,
+    reference: EchoReference | None,
+) -> KioskListener:
+    """The microphone's way into the session, cancelling the speaker's echo as configured."""
+    from voice.listening import KioskListener
+
+    speaker = isinstance(sink, SpeakerSink)
+    latency_s = mic.latency_s + (sink.latency_s if isinstance(sink, SpeakerSink) else 0.0)
+    return KioskListener.create(
+        session,
+        cfg.audio.echo_cancellation,
+        reference,
+        speaker=speaker,
+        delay_ms=round(latency_s * 1000),
+        noise_suppression=cfg.audio.noise_suppression,
+    )
 
 
 async def _start_sphere(cfg: Config, services: Services, exhibit: Exhibit) -> Sphere | None:

@@ -69,6 +69,10 @@ def test_int_is_accepted_for_float_but_not_the_reverse() -> None:
         ('[vad]\naggressiveness = "high"\n', r"vad\.aggressiveness: expected int"),
         ("[vad]\naggressiveness = 5\n", r"aggressiveness must be 0\.\.3"),
         ("[audio]\nframe_ms = 25\n", r"frame_ms must be 10, 20 or 30"),
+        (
+            '[audio]\necho_cancellation = "speex"\n',
+            r"echo_cancellation must be one of webrtc, off, headset",
+        ),
         ("[audio]\nplay = 1\n", r"audio\.play: expected bool"),
         ('[llm]\nanswerer = "gpt"\n', r"llm\.answerer must be one of"),
         ("[vad\n", r"kiosk\.toml"),

@@ -22,16 +22,27 @@ EAGERNESS: tuple[Eagerness, ...] = ("off", "low", "medium", "high", "auto")
 """How readily a turn ends on its words (voice/turn_end.py); Realtime's semantic_vad names."""
 
 
+ECHO_CANCELLATION = ("webrtc", "off", "headset")
+"""How the live kiosk keeps from hearing itself (config/default.toml explains each)."""
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     input_device: str = ""
     output_device: str = ""
     frame_ms: int = 30
     play: bool = True
+    echo_cancellation: str = "webrtc"
+    noise_suppression: bool = False
 
     def validate(self) -> None:
         if self.frame_ms not in (10, 20, 30):
             raise ConfigError(f"audio.frame_ms must be 10, 20 or 30, not {self.frame_ms}")
+        if self.echo_cancellation not in ECHO_CANCELLATION:
+            raise ConfigError(
+                f"audio.echo_cancellation must be one of {', '.join(ECHO_CANCELLATION)}, "
+                f"not {self.echo_cancellation!r}"
+            )
 
 
 @dataclass(frozen=True)

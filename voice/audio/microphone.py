@@ -83,6 +83,11 @@ class MicrophoneSource:
         self.device_name: str | None = None
 
     @property
+    def latency_s(self) -> float:
+        """The input stream's latency as PortAudio reports it (0 before it is open)."""
+        return float(self._stream.latency) if self._stream is not None else 0.0
+
+    @property
     def dropped_frames(self) -> int:
         """Frames thrown away because the consumer fell behind."""
         return self._dropped

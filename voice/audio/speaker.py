@@ -27,6 +27,7 @@ from voice.audio.devices import (
     resolve_device,
     sounddevice_module,
 )
+from voice.audio.echo import EchoReference
 from voice.audio.resample import resample_pcm16
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,21 @@ class SpeakerSink:
     appended to a buffer that PortAudio's callback pulls from (silence when it runs dry). So
     :meth:`stop` only has to empty that buffer, under a lock, and the sound stops within one
     device buffer (tens of ms, see :data:`STREAM_LATENCY`). The stream is opened in the
-    constructor so that a missing speaker is reported at start-up.
+    constructor so that a missing speaker is reported at start-up. With a ``reference``, every
+    block handed to the device (silence too) is also given to the echo canceller.
     """
 
-    def __init__(self, device: str = "", *, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        device: str = "",
+        *,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+        reference: EchoReference | None = None,
+    ) -> None:
         sd = sounddevice_module()
         self.device = device
         self.stall_timeout_s = stall_timeout_s
+        self.reference = reference  # what the echo canceller is told was played
         index = resolve_device(device, "output")
         info = device_info(sd, index, "output")
         self.sample_rate = int(info["default_samplerate"])
@@ -156,9 +165,16 @@ class SpeakerSink:
             if notify:
                 self._empty_notified = True
         outdata[filled:, :] = 0
+        if self.reference is not None:
+            self.reference.push(outdata[:, 0].copy(), self.sample_rate)
         if notify and self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._on_empty)
+
+    @property
+    def latency_s(self) -> float:
+        """The output stream's latency as PortAudio reports it (0 while it is being reopened)."""
+        return float(self._stream.latency) if self._stream is not None else 0.0
 
     @property
     def played_s(self) -> float:

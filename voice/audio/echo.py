@@ -1,0 +1,283 @@
+"""Acoustic echo cancellation for an open-speaker kiosk: WebRTC's AEC3, fed what was played.
+
+A kiosk's speaker is a metre from its microphone. Without cancelling, the assistant hears its
+own answer, the VAD takes it for a visitor, and barge-in cancels the answer. This module
+removes that echo from the microphone before the VAD and Whisper see it.
+
+Why WebRTC's canceller (through the ``livekit`` package's ``AudioProcessingModule``) and not
+our own adaptive filter or speex's: AEC3 estimates the render-to-capture delay itself (device
+buffers, a loopback's latency, drift between two sound cards), has a residual echo suppressor
+for what the linear filter leaves, and measured best on the same echo recordings
+(``python bench/echo.py``; the numbers and the comparison with speexdsp are in
+bench/README.md).
+
+The reference is what the speaker *actually* handed to the sound card, block by block, taken
+in the PortAudio callback (:class:`EchoReference`), not what the assistant meant to say: a
+barge-in that empties the speaker's queue, a stall, or silence between answers are all in it,
+and its timing is the device's. The canceller feeds all reference that has arrived before each
+microphone frame, so the reference always leads its echo; AEC3 finds the rest of the delay.
+
+:class:`EchoCanceller` also measures how well it works (:attr:`EchoCanceller.converged`): the
+session listens while it talks only when the echo is shown to be removed (or the microphone
+does not hear the speaker at all); until then it is half duplex.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voice.audio.format import SAMPLE_RATE
+from voice.audio.resample import Resampler
+
+APM_FRAME = SAMPLE_RATE // 100
+"""WebRTC's audio processing takes exactly 10 ms per call (160 samples at 16 kHz)."""
+
+MAX_REFERENCE_S = 2.0
+"""Reference not yet consumed beyond this is dropped, oldest first: a microphone that stopped
+delivering must not let the speaker's audio pile up (AEC3 cannot use reference this old)."""
+
+
+REFERENCE_HOLD_FRAMES = 50
+"""The meter counts a microphone frame as "while playing" when any reference frame of the
+last 0.5 s was loud: the echo arrives up to a few hundred ms after its reference is fed."""
+
+
+MIN_FLOOR_DB = -90.0
+"""The room's floor is never taken as lower than this (dBFS): a virtual or digital microphone
+is exactly silent between answers, and an inaudible residual must not count as loud over it."""
+
+
+class EchoCancellerUnavailable(RuntimeError):
+    """The WebRTC audio processing library (the ``livekit`` package) cannot be loaded."""
+
+
+class EchoReference:
+    """What the speaker handed to the sound card, in order, for the canceller.
+
+    :meth:`push` runs in PortAudio's callback thread and only appends under a lock (no
+    resampling there: the callback must return within its block); :meth:`take` runs on the
+    event loop and drains it.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: deque[tuple[np.ndarray, int]] = deque()
+        self._samples = 0
+        self._lock = threading.Lock()
+        self.dropped_s = 0.0
+
+    def push(self, block: np.ndarray, sample_rate: int) -> None:
+        """One block of mono int16 as handed to the device (silence included)."""
+        with self._lock:
+            self._blocks.append((block, sample_rate))
+            self._samples += len(block)
+            while self._samples > MAX_REFERENCE_S * sample_rate and len(self._blocks) > 1:
+                old, rate = self._blocks.popleft()
+                self._samples -= len(old)
+                self.dropped_s += len(old) / rate
+
+    def take(self) -> list[tuple[np.ndarray, int]]:
+        """Everything pushed since the last call, oldest first."""
+        with self._lock:
+            blocks = list(self._blocks)
+            self._blocks.clear()
+            self._samples = 0
+        return blocks
+
+
+@dataclass(frozen=True)
+class EchoHealth:
+    """How the canceller is doing, from the last seconds of playback (levels in dB)."""
+
+    playing_s: float  # seconds of sound from the speaker seen so far
+    echo_db: float  # microphone while playing, over the room's floor: is there echo at all?
+    erle_db: float  # echo return loss enhancement: level removed while playing (median)
+    residual_db: float  # the loudest tenth of what is left while playing, over the floor
+
+
+class ConvergenceMeter:
+    """Decides from levels alone whether the echo is gone, so barge-in can be trusted.
+
+    Over the last seconds: the room's floor (the quietest tenth of the microphone over the
+    last half minute of the speaker not playing), the microphone
+    while the speaker plays over that floor (is there echo at all?), the level the canceller
+    removes then (ERLE, median) and how loud the loudest tenth of what it leaves is, over the
+    floor. A canceller is trusted when it removes at least ``erle_db`` *and* leaves little
+    above the floor: WebRTC's suppressor also lowers the median when its filter has not
+    learned the echo (it gates the microphone while the speaker plays), but then the loud
+    frames leak through and the residual shows it. A microphone that does not hear the
+    speaker (a headset) has no echo to remove, and that is trusted too.
+
+    Trust is lost again only when the median ERLE falls under ``lost_erle_db``: a visitor
+    talking over an answer (double talk) leaves loud frames too, and must not switch the
+    kiosk to half duplex while they speak.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_playing_s: float = 1.5,
+        erle_db: float = 15.0,
+        residual_db: float = 10.0,
+        echo_db: float = 6.0,
+        lost_erle_db: float = 6.0,
+        window_frames: int = 300,
+        floor_frames: int = 3000,
+    ) -> None:
+        self.min_playing_s = min_playing_s
+        self.min_erle_db = erle_db
+        self.max_residual_db = residual_db
+        self.min_echo_db = echo_db
+        self.lost_erle_db = lost_erle_db
+        self._quiet: deque[float] = deque(maxlen=floor_frames)
+        self._playing_in: deque[float] = deque(maxlen=window_frames)
+        self._playing_out: deque[float] = deque(maxlen=window_frames)
+        self._playing_frames = 0
+        self._converged = False
+
+    def add(self, reference_db: float, mic_in_db: float, mic_out_db: float) -> None:
+        """One 10 ms frame's levels (dBFS) of the reference and the microphone in and out."""
+        if reference_db < -70.0:
+            self._quiet.append(mic_in_db)
+        elif reference_db > -50.0:
+            self._playing_frames += 1
+            self._playing_in.append(mic_in_db)
+            self._playing_out.append(mic_out_db)
+            if self._playing_frames % 10 == 0:
+                self._converged = self._judge(self.health)
+
+    def _judge(self, health: EchoHealth) -> bool:
+        if health.playing_s < self.min_playing_s:
+            return False
+        if health.echo_db < self.min_echo_db:
+            return True
+        if self._converged:
+            return health.erle_db >= self.lost_erle_db
+        return health.erle_db >= self.min_erle_db and health.residual_db <= self.max_residual_db
+
+    @property
+    def health(self) -> EchoHealth:
+        playing_s = self._playing_frames * APM_FRAME / SAMPLE_RATE
+        if not self._playing_in:
+            return EchoHealth(playing_s, 0.0, 0.0, 0.0)
+        floor = max(MIN_FLOOR_DB, float(np.percentile(self._quiet or self._playing_in, 10)))
+        playing_in = np.asarray(self._playing_in)
+        playing_out = np.asarray(self._playing_out)
+        return EchoHealth(
+            playing_s,
+            float(np.median(playing_in)) - floor,
+            float(np.median(playing_in - playing_out)),
+            float(np.percentile(playing_out, 90)) - floor,
+        )
+
+    @property
+    def converged(self) -> bool:
+        """Echo shown removed (or absent) over enough playback to trust barge-in."""
+        return self._converged
+
+
+def _level_db(frame: np.ndarray) -> float:
+    """RMS level of int16 samples in dBFS (-120 for digital silence)."""
+    if not len(frame):
+        return -120.0
+    rms = math.sqrt(float(np.mean(np.square(frame.astype(np.float64)))))
+    return max(-120.0, 20.0 * math.log10(max(rms, 1e-9) / 32768.0))
+
+
+class EchoCanceller:
+    """Microphone frames in, the same frames with the speaker's echo removed out.
+
+    ``reference`` is filled by the speaker (:class:`voice.audio.speaker.SpeakerSink`);
+    ``delay_ms`` is a starting hint of render-to-capture delay (output plus input latency of
+    the streams); AEC3 refines it. ``noise_suppression`` turns on WebRTC's suppressor too.
+    Frames are 16 kHz mono PCM16 of any multiple of 10 ms; a remainder is held for the next.
+    """
+
+    def __init__(
+        self,
+        reference: EchoReference,
+        *,
+        delay_ms: int = 0,
+        noise_suppression: bool = False,
+        meter: ConvergenceMeter | None = None,
+    ) -> None:
+        self.reference = reference
+        self.meter = meter or ConvergenceMeter()
+        self._apm = _new_apm(noise_suppression)
+        self._apm.set_stream_delay_ms(max(0, int(delay_ms)))
+        self._delay_ms = max(0, int(delay_ms))
+        self._frame_type = _audio_frame_type()
+        self._resamplers: dict[int, Resampler] = {}
+        self._far = np.zeros(0, dtype=np.int16)  # reference at 16 kHz not yet fed
+        self._near = b""  # microphone bytes short of a 10 ms frame
+        self._recent_far_db: deque[float] = deque([-120.0], maxlen=REFERENCE_HOLD_FRAMES)
+
+    @property
+    def converged(self) -> bool:
+        return self.meter.converged
+
+    @property
+    def health(self) -> EchoHealth:
+        return self.meter.health
+
+    def process(self, pcm16: bytes) -> bytes:
+        """Cancel the echo in a microphone frame; returns as many whole 10 ms frames as are
+        ready (the same length as the input when it is a multiple of 10 ms)."""
+        self._feed_reference()
+        data = self._near + pcm16
+        whole = len(data) // (2 * APM_FRAME) * (2 * APM_FRAME)
+        self._near = data[whole:]
+        out = bytearray()
+        for start in range(0, whole, 2 * APM_FRAME):
+            frame = bytearray(data[start : start + 2 * APM_FRAME])
+            mic_in_db = _level_db(np.frombuffer(frame, dtype="<i2"))
+            self._apm.set_stream_delay_ms(self._delay_ms)  # AEC3 expects it before each frame
+            self._apm.process_stream(self._frame_type(frame, SAMPLE_RATE, 1, APM_FRAME))
+            mic_out_db = _level_db(np.frombuffer(frame, dtype="<i2"))
+            self.meter.add(max(self._recent_far_db), mic_in_db, mic_out_db)
+            out += frame
+        return bytes(out)
+
+    def _feed_reference(self) -> None:
+        """Hand AEC3 all the speaker audio that has been played, in 10 ms frames."""
+        for block, rate in self.reference.take():
+            samples = block.astype(np.float32) / 32768.0
+            if rate != SAMPLE_RATE:
+                resampler = self._resamplers.get(rate)
+                if resampler is None:
+                    resampler = self._resamplers[rate] = Resampler(rate, SAMPLE_RATE)
+                samples = resampler.process(samples)
+            pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+            self._far = np.concatenate([self._far, pcm])
+        whole = len(self._far) // APM_FRAME * APM_FRAME
+        for start in range(0, whole, APM_FRAME):
+            frame = self._far[start : start + APM_FRAME]
+            self._recent_far_db.append(_level_db(frame))
+            self._apm.process_reverse_stream(
+                self._frame_type(bytearray(frame.tobytes()), SAMPLE_RATE, 1, APM_FRAME)
+            )
+        self._far = self._far[whole:]
+
+
+def _new_apm(noise_suppression: bool) -> Any:
+    try:
+        from livekit import rtc
+    except (ImportError, OSError) as exc:  # the wheel ships a native library
+        raise EchoCancellerUnavailable(
+            f"echo cancellation needs WebRTC's audio processing (pip install livekit): {exc}; "
+            'or set [audio] echo_cancellation = "off" (half duplex) or "headset"'
+        ) from exc
+    return rtc.AudioProcessingModule(
+        echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=True
+    )
+
+
+def _audio_frame_type() -> Any:
+    from livekit.rtc import AudioFrame
+
+    return AudioFrame
