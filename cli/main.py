@@ -257,8 +257,8 @@ async def _run_with(
                 session.end_of_audio()
             else:
                 listener = _kiosk_listener(cfg, session, sink, mic, reference)
-                async for frame in mic.frames():
-                    listener.feed(frame)
+                async for frame, captured_at in mic.timed_frames():
+                    listener.feed(frame, captured_at)
             await session.wait_idle()
         finally:
             await session.aclose()

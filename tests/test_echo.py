@@ -9,6 +9,7 @@ is bench/echo.py.)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,18 @@ def test_a_digitally_silent_microphone_is_not_a_floor_that_any_residual_is_loud_
     for _ in range(150):
         meter.add(-20.0, -27.0, -89.0)
     assert meter.converged, meter.health
+
+
+def test_only_the_audio_played_before_a_frame_was_captured_is_fed_before_it() -> None:
+    """The event loop may reach microphone frames late, in a burst: each frame still gets
+    only the reference pushed before the sound card delivered it."""
+    reference = EchoReference()
+    block = np.ones(480, dtype=np.int16)
+    reference.push(block, DEVICE_RATE)
+    captured_at = time.monotonic()
+    time.sleep(0.002)
+    reference.push(2 * block, DEVICE_RATE)
+    (early,) = reference.take(until=captured_at)
+    assert early[0][0] == 1
+    (late,) = reference.take()
+    assert late[0][0] == 2

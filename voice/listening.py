@@ -94,11 +94,11 @@ class KioskListener:
         """Whether a visitor can interrupt an answer right now (full duplex)."""
         return bool(self._listening_while_talking)
 
-    def feed(self, frame: bytes) -> None:
+    def feed(self, frame: bytes, captured_at: float | None = None) -> None:
         """One microphone frame, echo removed, to the session (which ignores it while
-        answering in half duplex)."""
+        answering in half duplex). ``captured_at``: see :meth:`EchoCanceller.process`."""
         if self.canceller is not None:
-            frame = self.canceller.process(frame)
+            frame = self.canceller.process(frame, captured_at)
             converged = self.canceller.converged
             if converged != self._listening_while_talking:
                 health = self.canceller.health

@@ -28,6 +28,7 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 import numpy as np
@@ -66,28 +67,32 @@ class EchoReference:
     """
 
     def __init__(self) -> None:
-        self._blocks: deque[tuple[np.ndarray, int]] = deque()
+        self._blocks: deque[tuple[np.ndarray, int, float]] = deque()
         self._samples = 0
         self._lock = threading.Lock()
         self.dropped_s = 0.0
 
     def push(self, block: np.ndarray, sample_rate: int) -> None:
         """One block of mono int16 as handed to the device (silence included)."""
+        pushed_at = monotonic()
         with self._lock:
-            self._blocks.append((block, sample_rate))
+            self._blocks.append((block, sample_rate, pushed_at))
             self._samples += len(block)
             while self._samples > MAX_REFERENCE_S * sample_rate and len(self._blocks) > 1:
-                old, rate = self._blocks.popleft()
+                old, rate, _ = self._blocks.popleft()
                 self._samples -= len(old)
                 self.dropped_s += len(old) / rate
 
-    def take(self) -> list[tuple[np.ndarray, int]]:
-        """Everything pushed since the last call, oldest first."""
+    def take(self, until: float | None = None) -> list[tuple[np.ndarray, int]]:
+        """What was pushed since the last call, oldest first: all of it, or only the blocks
+        pushed at or before ``until`` (a ``time.monotonic()``)."""
+        taken = []
         with self._lock:
-            blocks = list(self._blocks)
-            self._blocks.clear()
-            self._samples = 0
-        return blocks
+            while self._blocks and (until is None or self._blocks[0][2] <= until):
+                block, rate, _ = self._blocks.popleft()
+                self._samples -= len(block)
+                taken.append((block, rate))
+        return taken
 
 
 @dataclass(frozen=True)
@@ -225,10 +230,18 @@ class EchoCanceller:
     def health(self) -> EchoHealth:
         return self.meter.health
 
-    def process(self, pcm16: bytes) -> bytes:
+    def process(self, pcm16: bytes, captured_at: float | None = None) -> bytes:
         """Cancel the echo in a microphone frame; returns as many whole 10 ms frames as are
-        ready (the same length as the input when it is a multiple of 10 ms)."""
-        self._feed_reference()
+        ready (the same length as the input when it is a multiple of 10 ms).
+
+        ``captured_at`` is when the sound card delivered the frame (``time.monotonic()``, see
+        :meth:`voice.audio.microphone.MicrophoneSource.timed_frames`): only the speaker's
+        audio handed over before then is fed first. Without it, all of it is. It matters when
+        the event loop falls behind (two busy cores): frames then arrive here in bursts, and
+        feeding all the reference before a burst would shift the echo's delay by the burst's
+        length each time, which AEC3 must find again, letting echo through meanwhile.
+        """
+        self._feed_reference(captured_at)
         data = self._near + pcm16
         whole = len(data) // (2 * APM_FRAME) * (2 * APM_FRAME)
         self._near = data[whole:]
@@ -243,9 +256,9 @@ class EchoCanceller:
             out += frame
         return bytes(out)
 
-    def _feed_reference(self) -> None:
-        """Hand AEC3 all the speaker audio that has been played, in 10 ms frames."""
-        for block, rate in self.reference.take():
+    def _feed_reference(self, until: float | None) -> None:
+        """Hand AEC3 the speaker audio played (until then), in 10 ms frames."""
+        for block, rate in self.reference.take(until):
             samples = block.astype(np.float32) / 32768.0
             if rate != SAMPLE_RATE:
                 resampler = self._resamplers.get(rate)

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
+from time import monotonic
 from types import TracebackType
 from typing import Any
 
@@ -66,7 +67,7 @@ class MicrophoneSource:
         self.stall_timeout_s = stall_timeout_s
         self.frame_ms = frame_ms
         self._framer = Framer(frame_ms)
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, float]] = deque()
         self._queue_frames = queue_frames
         self._lock = threading.Lock()
         self._dropped = 0
@@ -154,12 +155,13 @@ class MicrophoneSource:
         if not ready:
             return
         self._delivered = True
+        captured_at = monotonic()
         with self._lock:
             for frame in ready:
                 if len(self._queue) >= self._queue_frames:
                     self._queue.popleft()
                     self._dropped += 1
-                self._queue.append(frame)
+                self._queue.append((frame, captured_at))
             wake = not self._wake_pending
             self._wake_pending = True
         if wake:
@@ -189,14 +191,21 @@ class MicrophoneSource:
         Raises AudioDeviceError if the device stops on its own (unplugged, server gone) or
         delivers nothing for ``stall_timeout_s``.
         """
+        async for frame, _ in self.timed_frames():
+            yield frame
+
+    async def timed_frames(self) -> AsyncIterator[tuple[bytes, float]]:
+        """Frames with the ``time.monotonic()`` at which PortAudio delivered them, as
+        :meth:`frames`. The echo canceller pairs them with what the speaker had played by
+        then, however late the event loop gets to them."""
         if self._ready is None:
             raise RuntimeError("open the microphone first: `async with MicrophoneSource(...)`")
         while True:
             with self._lock:
                 batch = list(self._queue)
                 self._queue.clear()
-            for frame in batch:
-                yield frame
+            for timed in batch:
+                yield timed
             if batch:
                 continue
             if self._ended:

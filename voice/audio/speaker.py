@@ -86,6 +86,7 @@ class SpeakerSink:
         self._idle.set()
         self._empty_notified = True
         self._played = 0  # samples of real audio handed to the device
+        self.underflows = 0  # times the device ran dry (PortAudio said so)
         self._closed = False
         self._stalled = False  # the stream stopped taking audio: reopen it before the next answer
         self._stream, self.channels = self._open(sd, index, info)
@@ -149,6 +150,8 @@ class SpeakerSink:
         log.info("speaker: reopened %s after it stalled", self.device_name)
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.underflows += 1
         filled = 0
         with self._lock:
             while filled < frames and self._chunks:
