@@ -101,3 +101,14 @@ async def test_modes_without_a_canceller(
         listener.feed(b"\x00" * 960)  # frames still reach the session
     finally:
         await session.aclose()
+
+
+async def test_noise_suppression_without_a_canceller(services: Services) -> None:
+    """``[audio] noise_suppression`` on a headset kiosk: the suppressor runs on its own."""
+    session = _session(services)
+    listener = KioskListener.create(session, "headset", None, speaker=True, noise_suppression=True)
+    try:
+        assert listener.canceller is None and listener.suppressor is not None
+        listener.feed(b"\x00" * 960)
+    finally:
+        await session.aclose()

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 
-from voice.audio.echo import EchoCanceller, EchoCancellerUnavailable, EchoReference
+from voice.audio.echo import EchoCanceller, EchoReference
+from voice.audio.noise import NoiseSuppressor
+from voice.audio.webrtc_apm import AudioProcessingUnavailable
 from voice.pipeline import Session
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,12 @@ class KioskListener:
         canceller: EchoCanceller | None,
         *,
         forced_half_duplex: bool = False,
+        suppressor: NoiseSuppressor | None = None,
     ) -> None:
         self.session = session
         self.mode = mode
         self.canceller = canceller
+        self.suppressor = suppressor  # noise suppression where no canceller does it
         self._forced = forced_half_duplex
         self._listening_while_talking: bool | None = None
         if canceller is not None:
@@ -76,18 +80,26 @@ class KioskListener:
         Without WebRTC's library the kiosk still runs, in half duplex, and says why.
         """
         forced = session.settings.half_duplex
+        if speaker and mode == "webrtc" and reference is not None:
+            try:
+                canceller = EchoCanceller(
+                    reference, delay_ms=delay_ms, noise_suppression=noise_suppression
+                )
+                return cls(session, mode, canceller, forced_half_duplex=forced)
+            except AudioProcessingUnavailable as exc:
+                log.warning("%s", exc)
+                mode = "off"
+        suppressor = None
+        if noise_suppression:
+            try:
+                suppressor = NoiseSuppressor()
+            except AudioProcessingUnavailable as exc:
+                log.warning("no noise suppression: %s", exc)
         if not speaker or mode == "headset":
-            return cls(session, "headset", None, forced_half_duplex=forced)
-        if mode == "off" or reference is None:
-            return cls(session, "off", None, forced_half_duplex=forced)
-        try:
-            canceller = EchoCanceller(
-                reference, delay_ms=delay_ms, noise_suppression=noise_suppression
-            )
-        except EchoCancellerUnavailable as exc:
-            log.warning("%s", exc)
-            return cls(session, "off", None, forced_half_duplex=forced)
-        return cls(session, mode, canceller, forced_half_duplex=forced)
+            mode = "headset"
+        elif mode != "off":
+            mode = "off"  # a loudspeaker with nothing to cancel it
+        return cls(session, mode, None, forced_half_duplex=forced, suppressor=suppressor)
 
     @property
     def listening_while_talking(self) -> bool:
@@ -97,6 +109,8 @@ class KioskListener:
     def feed(self, frame: bytes, captured_at: float | None = None) -> None:
         """One microphone frame, echo removed, to the session (which ignores it while
         answering in half duplex). ``captured_at``: see :meth:`EchoCanceller.process`."""
+        if self.suppressor is not None:
+            frame = self.suppressor.process(frame)
         if self.canceller is not None:
             frame = self.canceller.process(frame, captured_at)
             converged = self.canceller.converged

@@ -29,15 +29,13 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any
 
 import numpy as np
 
 from voice.audio.format import SAMPLE_RATE
 from voice.audio.resample import Resampler
-
-APM_FRAME = SAMPLE_RATE // 100
-"""WebRTC's audio processing takes exactly 10 ms per call (160 samples at 16 kHz)."""
+from voice.audio.webrtc_apm import APM_FRAME, new_apm
+from voice.audio.webrtc_apm import frame as apm_frame
 
 MAX_REFERENCE_S = 2.0
 """Reference not yet consumed beyond this is dropped, oldest first: a microphone that stopped
@@ -61,10 +59,6 @@ microphone (dB) is taken for leftover echo, not a visitor (see :meth:`EchoCancel
 MIN_FLOOR_DB = -90.0
 """The room's floor is never taken as lower than this (dBFS): a virtual or digital microphone
 is exactly silent between answers, and an inaudible residual must not count as loud over it."""
-
-
-class EchoCancellerUnavailable(RuntimeError):
-    """The WebRTC audio processing library (the ``livekit`` package) cannot be loaded."""
 
 
 class EchoReference:
@@ -247,10 +241,9 @@ class EchoCanceller:
         self.reference = reference
         self.gate_db = gate_db
         self.meter = meter or ConvergenceMeter()
-        self._apm = _new_apm(noise_suppression)
+        self._apm = new_apm(echo_cancellation=True, noise_suppression=noise_suppression)
         self._apm.set_stream_delay_ms(max(0, int(delay_ms)))
         self._delay_ms = max(0, int(delay_ms))
-        self._frame_type = _audio_frame_type()
         self._resamplers: dict[int, Resampler] = {}
         self._far = np.zeros(0, dtype=np.int16)  # reference at 16 kHz not yet fed
         self._near = b""  # microphone bytes short of a 10 ms frame
@@ -284,7 +277,7 @@ class EchoCanceller:
             frame = bytearray(data[start : start + 2 * APM_FRAME])
             mic_in_db = _level_db(np.frombuffer(frame, dtype="<i2"))
             self._apm.set_stream_delay_ms(self._delay_ms)  # AEC3 expects it before each frame
-            self._apm.process_stream(self._frame_type(frame, SAMPLE_RATE, 1, APM_FRAME))
+            self._apm.process_stream(apm_frame(frame))
             mic_out_db = _level_db(np.frombuffer(frame, dtype="<i2"))
             far_db = max(self._recent_far_db)
             passed = self._gate(frame, far_db, mic_in_db, mic_out_db)
@@ -337,26 +330,5 @@ class EchoCanceller:
         for start in range(0, whole, APM_FRAME):
             frame = self._far[start : start + APM_FRAME]
             self._recent_far_db.append(_level_db(frame))
-            self._apm.process_reverse_stream(
-                self._frame_type(bytearray(frame.tobytes()), SAMPLE_RATE, 1, APM_FRAME)
-            )
+            self._apm.process_reverse_stream(apm_frame(bytearray(frame.tobytes())))
         self._far = self._far[whole:]
-
-
-def _new_apm(noise_suppression: bool) -> Any:
-    try:
-        from livekit import rtc
-    except (ImportError, OSError) as exc:  # the wheel ships a native library
-        raise EchoCancellerUnavailable(
-            f"echo cancellation needs WebRTC's audio processing (pip install livekit): {exc}; "
-            'or set [audio] echo_cancellation = "off" (half duplex) or "headset"'
-        ) from exc
-    return rtc.AudioProcessingModule(
-        echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=True
-    )
-
-
-def _audio_frame_type() -> Any:
-    from livekit.rtc import AudioFrame
-
-    return AudioFrame
