@@ -33,6 +33,7 @@ from time import monotonic
 import numpy as np
 
 from voice.audio.format import SAMPLE_RATE
+from voice.audio.framing import Framer
 from voice.audio.resample import Resampler
 from voice.audio.webrtc_apm import APM_FRAME, new_apm
 from voice.audio.webrtc_apm import frame as apm_frame
@@ -246,7 +247,7 @@ class EchoCanceller:
         self._delay_ms = max(0, int(delay_ms))
         self._resamplers: dict[int, Resampler] = {}
         self._far = np.zeros(0, dtype=np.int16)  # reference at 16 kHz not yet fed
-        self._near = b""  # microphone bytes short of a 10 ms frame
+        self._near = Framer(10)  # microphone bytes short of a 10 ms frame wait here
         self._recent_far_db: deque[float] = deque([-120.0], maxlen=REFERENCE_HOLD_FRAMES)
 
     @property
@@ -269,12 +270,9 @@ class EchoCanceller:
         length each time, which AEC3 must find again, letting echo through meanwhile.
         """
         self._feed_reference(captured_at)
-        data = self._near + pcm16
-        whole = len(data) // (2 * APM_FRAME) * (2 * APM_FRAME)
-        self._near = data[whole:]
         out = bytearray()
-        for start in range(0, whole, 2 * APM_FRAME):
-            frame = bytearray(data[start : start + 2 * APM_FRAME])
+        for ten_ms in self._near.push(pcm16):
+            frame = bytearray(ten_ms)
             mic_in_db = _level_db(np.frombuffer(frame, dtype="<i2"))
             self._apm.set_stream_delay_ms(self._delay_ms)  # AEC3 expects it before each frame
             self._apm.process_stream(apm_frame(frame))

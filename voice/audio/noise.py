@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from voice.audio.webrtc_apm import APM_FRAME, new_apm
+from voice.audio.framing import Framer
 from voice.audio.webrtc_apm import frame as apm_frame
+from voice.audio.webrtc_apm import new_apm
 
 
 class NoiseSuppressor:
@@ -24,16 +25,12 @@ class NoiseSuppressor:
 
     def __init__(self) -> None:
         self._apm: Any = new_apm(echo_cancellation=False, noise_suppression=True)
-        self._held = b""
+        self._framer = Framer(10)
 
     def process(self, pcm16: bytes) -> bytes:
-        data = self._held + pcm16
-        size = 2 * APM_FRAME
-        whole = len(data) // size * size
-        self._held = data[whole:]
         out = bytearray()
-        for start in range(0, whole, size):
-            frame = bytearray(data[start : start + size])
+        for ten_ms in self._framer.push(pcm16):
+            frame = bytearray(ten_ms)
             self._apm.process_stream(apm_frame(frame))
             out += frame
         return bytes(out)
