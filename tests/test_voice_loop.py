@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.common import word_error_rate
 from catalog.datasets import Catalog
 from tests.speech import (
     backwards_speech,
@@ -170,7 +171,10 @@ async def test_a_turn_with_no_words_gets_one_spoken_reprompt_then_the_question_i
     assert reprompt.reprompt == "no_speech" and reprompt.status == "completed"
     assert reprompt.text == services.config.pipeline.reprompt
     pcm, rate = rec.audio(reprompt.response_id)
-    assert {"sorry", "catch"} <= words(heard_back(services, pcm, rate))
+    # Piper samples its prosody, so tiny.en hears the reprompt a little differently per run
+    # ("...catch it again" without "sorry" once): most of its words, not all of them.
+    heard = heard_back(services, pcm, rate)
+    assert word_error_rate(reprompt.text, heard) <= 0.5, heard
     assert answer.reprompt is None and answer.link is not None and "tsunami" in answer.link
 
 
