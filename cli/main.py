@@ -257,8 +257,9 @@ async def _run_with(
                 session.end_of_audio()
             else:
                 listener = _kiosk_listener(cfg, session, sink, mic, reference)
-                async for frame, captured_at in mic.timed_frames():
-                    listener.feed(frame, captured_at)
+                if await _listen_until_stopped(mic, listener):
+                    print("\nbye", file=sys.stderr)
+                    return 0
             await session.wait_idle()
         finally:
             await session.aclose()
@@ -275,6 +276,43 @@ async def _run_with(
         return 0 if all(d.status == "completed" for d in answers) else 1
     finally:
         await services.aclose()
+
+
+async def _listen_until_stopped(mic: MicrophoneSource, listener: KioskListener) -> bool:
+    """Feed the microphone to the kiosk until SIGINT or SIGTERM (True) or the input ends.
+
+    Why signal handlers and not Python's KeyboardInterrupt alone: a kiosk run by systemd is
+    stopped with SIGTERM, and a process started in the background inherits SIGINT ignored;
+    either way the devices, the session and the curator's database must close cleanly.
+    Device errors from the microphone are raised as before.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+
+    async def listen() -> None:
+        async for frame, captured_at in mic.timed_frames():
+            listener.feed(frame, captured_at)
+
+    listening = asyncio.create_task(listen())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({listening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        stopping.cancel()
+        if not listening.done():
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+    if not stop.is_set():
+        listening.result()  # the microphone's own error, if it had one
+    return stop.is_set()
 
 
 def _kiosk_listener(

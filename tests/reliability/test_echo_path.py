@@ -64,6 +64,7 @@ def _room(
                 f"source={SINK}.monitor",
                 f"sink={ROOM}",
                 f"latency_msec={latency_ms}",
+                "adjust_time=0",  # a fixed delay: no rate adaptation while the test runs
                 "source_dont_move=true",
                 "sink_dont_move=true",
             )
@@ -213,7 +214,8 @@ async def test_the_kiosk_command_cancels_its_echo_and_says_so(
     virtual_audio: VirtualAudio, tmp_path: Path
 ) -> None:
     """``sos-voice --device pulse`` as an operator starts it: a visitor's question is
-    answered aloud, and the log says when it starts listening while it talks."""
+    answered aloud, the log says when it starts listening while it talks, and SIGTERM (how
+    systemd stops it) ends it cleanly with exit 0."""
     visitor = espeak_wav(LONG_ANSWER, tmp_path / "visitor.wav", lead_s=0.1, trail_s=1.0)
     with _room(virtual_audio):
         kiosk = await asyncio.create_subprocess_exec(
@@ -247,7 +249,7 @@ async def test_the_kiosk_command_cancels_its_echo_and_says_so(
             )
         finally:
             if kiosk.returncode is None:
-                kiosk.send_signal(signal.SIGINT)
+                kiosk.send_signal(signal.SIGTERM)  # how systemd stops the kiosk
             try:
                 code = await asyncio.wait_for(kiosk.wait(), 120)
             except TimeoutError:
@@ -258,3 +260,4 @@ async def test_the_kiosk_command_cancels_its_echo_and_says_so(
     out = "".join(printed)
     assert "hurricane" in out.lower() and "sos.noaa.gov" in out, out
     assert code == 0 and "Traceback" not in "".join(log), (code, "".join(log)[-2000:])
+    assert "bye" in "".join(log)
