@@ -34,7 +34,7 @@ import numpy as np
 
 from voice.audio.format import SAMPLE_RATE
 from voice.audio.framing import Framer
-from voice.audio.resample import Resampler
+from voice.audio.resample import PcmStream
 from voice.audio.webrtc_apm import APM_FRAME, new_apm
 from voice.audio.webrtc_apm import frame as apm_frame
 
@@ -243,9 +243,8 @@ class EchoCanceller:
         self.gate_db = gate_db
         self.meter = meter or ConvergenceMeter()
         self._apm = new_apm(echo_cancellation=True, noise_suppression=noise_suppression)
-        self._apm.set_stream_delay_ms(max(0, int(delay_ms)))
         self._delay_ms = max(0, int(delay_ms))
-        self._resamplers: dict[int, Resampler] = {}
+        self._streams: dict[int, PcmStream] = {}  # the speaker's rate(s) to 16 kHz
         self._far = np.zeros(0, dtype=np.int16)  # reference at 16 kHz not yet fed
         self._near = Framer(10)  # microphone bytes short of a 10 ms frame wait here
         self._recent_far_db: deque[float] = deque([-120.0], maxlen=REFERENCE_HOLD_FRAMES)
@@ -316,13 +315,10 @@ class EchoCanceller:
     def _feed_reference(self, until: float | None) -> None:
         """Hand AEC3 the speaker audio played (until then), in 10 ms frames."""
         for block, rate in self.reference.take(until):
-            samples = block.astype(np.float32) / 32768.0
-            if rate != SAMPLE_RATE:
-                resampler = self._resamplers.get(rate)
-                if resampler is None:
-                    resampler = self._resamplers[rate] = Resampler(rate, SAMPLE_RATE)
-                samples = resampler.process(samples)
-            pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+            stream = self._streams.get(rate)
+            if stream is None:
+                stream = self._streams[rate] = PcmStream(rate, SAMPLE_RATE)
+            pcm = np.frombuffer(stream.convert(block.astype("<i2").tobytes()), dtype="<i2")
             self._far = np.concatenate([self._far, pcm])
         whole = len(self._far) // APM_FRAME * APM_FRAME
         for start in range(0, whole, APM_FRAME):
