@@ -108,6 +108,7 @@ class EchoHealth:
     erle_db: float  # echo return loss enhancement: level removed while playing (median)
     residual_db: float  # the loudest 1 % of what reaches the VAD while playing, over the floor
     leak_db: float  # the loudest 5 % of it, over the floor
+    floor_db: float = MIN_FLOOR_DB  # the room's level with the speaker silent (dBFS)
 
 
 class ConvergenceMeter:
@@ -155,9 +156,7 @@ class ConvergenceMeter:
         self._playing_passed: deque[float] = deque(maxlen=window_frames)
         self._playing_frames = 0
         self._converged = False
-        self.floor_db = MIN_FLOOR_DB  # the room's level with the speaker silent
-        self.echo_present = False  # the microphone hears the speaker (echo_db over its bound)
-        self.echo_level_db = -120.0  # the microphone's median level while the speaker plays
+        self._last = EchoHealth(0.0, 0.0, 0.0, 0.0, 0.0)  # as of the last verdict
 
     def add(
         self,
@@ -176,10 +175,24 @@ class ConvergenceMeter:
             self._playing_out.append(mic_out_db)
             self._playing_passed.append(mic_out_db if passed_db is None else passed_db)
             if self._playing_frames % 10 == 0:
-                health = self.health
-                self.echo_present = health.echo_db >= self.min_echo_db
-                self.echo_level_db = health.echo_db + self.floor_db
-                self._converged = self._judge(health)
+                self._last = self.health
+                self._converged = self._judge(self._last)
+
+    @property
+    def floor_db(self) -> float:
+        """The room's level with the speaker silent (dBFS), as of the last verdict."""
+        return self._last.floor_db
+
+    @property
+    def echo_present(self) -> bool:
+        """The microphone hears the speaker, as of the last verdict."""
+        return self._last.echo_db >= self.min_echo_db
+
+    @property
+    def echo_level_db(self) -> float:
+        """The microphone's median level while the speaker plays (dBFS), as of the last
+        verdict."""
+        return self._last.echo_db + self._last.floor_db
 
     def _judge(self, health: EchoHealth) -> bool:
         if health.playing_s < self.min_playing_s:
@@ -196,7 +209,6 @@ class ConvergenceMeter:
         if not self._playing_in:
             return EchoHealth(playing_s, 0.0, 0.0, 0.0, 0.0)
         floor = max(MIN_FLOOR_DB, float(np.percentile(self._quiet or self._playing_in, 10)))
-        self.floor_db = floor
         playing_in = np.asarray(self._playing_in)
         playing_out = np.asarray(self._playing_out)
         return EchoHealth(
@@ -205,6 +217,7 @@ class ConvergenceMeter:
             float(np.median(playing_in - playing_out)),
             float(np.percentile(self._playing_passed, 99)) - floor,
             float(np.percentile(self._playing_passed, 95)) - floor,
+            floor,
         )
 
     @property
