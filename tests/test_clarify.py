@@ -117,12 +117,12 @@ async def test_asked_back_then_answered_in_a_session(services: Services) -> None
     """A question retrieval cannot place gets a question back, with no page shown; the reply
     "the second one" gets that dataset's answer and page; a new question is just answered."""
     async with typed_session(services) as say:
-        asked = await say("How deep is the ocean?")  # the deep-sea vents, or the unknown ocean?
+        asked = await say("What is under the ice?")  # snow and ice now, or the "Frozen" film?
         choices = offered(asked.text, services.catalog)
         assert len(choices) == 2 and asked.link is None, asked.text
         chosen = await say("The second one.")
         assert chosen.link == choices[1].url, chosen.text
-        again = await say("How deep is the ocean?")
+        again = await say("What is under the ice?")
         assert offered(again.text, services.catalog)
         declined = await say("Neither.")
         assert declined.link is None and "other words" in declined.text
