@@ -32,6 +32,7 @@ from catalog.text import description_sentences, join_spoken, leans_on_previous, 
 from llm.base import AnswerEvent, AnswerRequest, Audience
 from llm.clarify import clarifying_question
 from llm.link_guard import LinkGuard, split_for_streaming
+from llm.question_kind import Kind, gives, question_kind
 
 
 @dataclass(frozen=True)
@@ -62,23 +63,40 @@ _META_RE = re.compile(
 )
 
 
+# A sentence that gives what the question asks for (a cause for "why", a number for "how
+# deep") counts as much as this many points of word overlap; chosen on the tune part of
+# bench/answer_relevance.py.
+ANSWER_BONUS = 1.0
+
+
 def _sentences(entry: CatalogEntry) -> list[str]:
     sentences = [s for s in description_sentences(entry) if not _META_RE.search(s)]
     return sentences or description_sentences(entry)
 
 
-def _overlaps(sentences: Sequence[str], question: str) -> list[float]:
-    """Per sentence, how much of the question it covers (rarer words count more)."""
+def _overlaps(sentences: Sequence[str], wanted: set[str]) -> list[float]:
+    """Per sentence, how much of the question's words it covers (rarer words count more)."""
     terms = [set(analyze(s)) for s in sentences]
-    wanted = set(analyze(question))
     df = {t: sum(t in ts for ts in terms) for t in wanted}
     return [sum(1.0 + math.log(len(sentences) / df[t]) for t in wanted if t in ts) for ts in terms]
+
+
+def _asked_terms(question: str, entry: CatalogEntry) -> set[str]:
+    """The question's words, less the dataset's title words when it names the dataset ("In the
+    dataset Ocean Currents, how fast ...?"): every sentence of that description shares them, so
+    they only blur which sentence answers. All of them when nothing else would be left."""
+    asked = set(analyze(question))
+    title = set(analyze(entry.title))
+    rest = asked - title
+    if not rest or len(title & asked) < max(1, len(title) // 2):
+        return asked
+    return rest
 
 
 def relevance(entry: CatalogEntry, question: str) -> float:
     """How well the entry's best sentence answers the question (0: no word in common)."""
     sentences = _sentences(entry)
-    return max(_overlaps(sentences, question), default=0.0)
+    return max(_overlaps(sentences, _asked_terms(question, entry)), default=0.0)
 
 
 def pick_sentences(
@@ -99,16 +117,20 @@ def pick_sentences(
     sentences = [s for s in sentences if s not in said]
     if not sentences:
         return []
-    overlaps = _overlaps(sentences, question)
+    overlaps = _overlaps(sentences, _asked_terms(question, entry))
+    kind = question_kind(question)
 
     def score(i: int) -> float:
         words = sentences[i].split()
         describing = 0.8 if _DESCRIBING_RE.search(sentences[i]) else 0.0
+        answers = ANSWER_BONUS if kind is not Kind.OTHER and gives(kind, sentences[i]) else 0.0
         position = -0.15 * i
         too_long = max(0, len(words) - style.max_words / style.sentences) * style.length_penalty
         long_words = sum(len(w) > 10 for w in words) * style.long_word_penalty
         dangling = 2.5 if leans_on_previous(sentences[i]) else 0.0
-        return 2.0 * overlaps[i] + describing + position - too_long - long_words - dangling
+        return (
+            2.0 * overlaps[i] + describing + answers + position - too_long - long_words - dangling
+        )
 
     ranked = sorted(range(len(sentences)), key=lambda i: (-score(i), i))
     chosen: list[int] = []
