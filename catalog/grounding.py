@@ -191,8 +191,10 @@ def build_grounding(
 MAYBE_BELOW_WEAK = 0.04
 """A best hit this far below ``weak`` may still be what was meant (a misheard word, a rare
 phrasing): offer it rather than say "sorry". Further down, off-topic questions live."""
-UNSURE_BELOW_STRONG = 0.05
-"""A match no higher than ``strong`` plus this ..."""
+UNSURE_BELOW_STRONG = 0.08
+"""A match no higher than ``strong`` plus this ... (0.05 before the hybrid score leaned on the
+encoder; at 0.08 the tune part's confident wrong answers fall a point, typed and heard, for half
+a point of right pages, and a right page is offered more often)"""
 UNSURE_MARGIN = 0.02
 """... whose runner-up on another topic is this close is a coin toss: ask instead of guessing."""
 OFFER = 2
