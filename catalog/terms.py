@@ -48,6 +48,8 @@ _MORPHOLOGY: dict[str, tuple[str, ...]] = {
     "airplan": ("airplane", "plane", "aircraft", "flight", "aviation"),
     "trash": ("garbage", "debri", "debris", "litter"),
     "dinosaur": ("dino",),
+    # "-is" keeps its s in the stemmer (analysis, basis), so the plural is mapped here.
+    "tsunami": ("tsunamis",),
     "saliniti": ("salti", "salty", "saline", "salin"),
 }
 MORPHOLOGY: dict[str, str] = {v: k for k, vs in _MORPHOLOGY.items() for v in vs}
