@@ -95,10 +95,8 @@ class KioskListener:
                 suppressor = NoiseSuppressor()
             except AudioProcessingUnavailable as exc:
                 log.warning("no noise suppression: %s", exc)
-        if not speaker or mode == "headset":
-            mode = "headset"
-        elif mode != "off":
-            mode = "off"  # a loudspeaker with nothing to cancel it
+        # No canceller: nothing to hear (headset, no speaker), or a loudspeaker: half duplex.
+        mode = "headset" if not speaker or mode == "headset" else "off"
         return cls(session, mode, None, forced_half_duplex=forced, suppressor=suppressor)
 
     @property
