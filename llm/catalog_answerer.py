@@ -169,6 +169,12 @@ CLOSE_HITS = 5
 CLOSE_SCORE = 0.03
 
 
+NOTHING_SHOWING = (
+    "I can't tell what the sphere is showing right now. If you tell me its name, or ask about "
+    "a topic like hurricanes, earthquakes or the oceans, I'll tell you about it."
+)
+
+
 class CatalogAnswerer:
     """Answers from the SOS catalog alone (no model): the offline default at a CPU kiosk."""
 
@@ -219,6 +225,10 @@ class CatalogAnswerer:
             if about is not None:
                 return grounding, self._related_answer(about)
 
+        if grounding.deictic and showing is None and not self._retriever.is_strong(top):
+            # "What am I looking at?" with nothing known on the sphere: no dataset's words
+            # answer it, and a guess or "I don't have a dataset about that" would mislead.
+            return Grounding((), None), NOTHING_SHOWING
         choices = choices_to_offer(request.question, grounding, self._retriever)
         if choices:  # no link: the visitor has not chosen yet
             return Grounding((), None), clarifying_question(choices)

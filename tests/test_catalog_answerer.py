@@ -11,7 +11,7 @@ from catalog.datasets import Catalog, CatalogEntry
 from catalog.retrieval import Retriever
 from catalog.text import spoken_title
 from llm.base import Answerer, AnswerEvent, AnswerRequest, Link, TextDelta
-from llm.catalog_answerer import CatalogAnswerer, pick_sentences
+from llm.catalog_answerer import NOTHING_SHOWING, CatalogAnswerer, pick_sentences
 
 URLISH = re.compile(r"https?:|www\.|sos\.noaa\.gov|More information", re.I)
 
@@ -64,6 +64,27 @@ def test_deictic_question_is_about_the_showing_dataset(
     _, text, links = ask(answerer, AnswerRequest("What does this animation show?", showing=tsunami))
     assert [link.url for link in links] == [tsunami.url]
     assert "Tsunami Locations" in text and "tsunami" in text.lower()
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What am I looking at?",
+        "What do these colors mean?",
+        "Why is that part red?",
+        "What is this?",
+    ],
+)
+def test_a_deictic_question_with_nothing_known_on_the_sphere(
+    answerer: CatalogAnswerer, question: str
+) -> None:
+    """Before: "Sorry, I don't have a dataset about that", or a clarifying question between two
+    datasets that merely mention colours. Nothing is known to show, so it says so."""
+    _, text, links = ask(answerer, AnswerRequest(question))
+    assert links == []
+    assert text == NOTHING_SHOWING
+    _, text, links = ask(answerer, AnswerRequest("What does this tsunami map show?"))
+    assert text != NOTHING_SHOWING, "a deictic question that names its topic is answered"
 
 
 def test_other_question_while_something_shows(
