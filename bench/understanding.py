@@ -4,6 +4,7 @@ Usage:
     python bench/understanding.py                     # 2 voices x clean/babble, both parts
     python bench/understanding.py --limit 40 --voices en-us --out /tmp/u.json
     python bench/understanding.py --stt-model offline:base --out /tmp/u-base.json
+    python bench/understanding.py --stt-window full --out /tmp/u-full.json
 
 Every question of the visitor-question set (bench/visitor_set.py: written from the catalog's
 science in visitors' words, right pages per topic, split by topic into a tuning part and a
@@ -168,6 +169,8 @@ def summarize(rows: list[Heard], catalog: Catalog) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     environ = {"SOS_VOICE__STT__MODEL": args.stt_model} if args.stt_model else {}
+    if args.stt_window:
+        environ["SOS_VOICE__STT__ENCODER_WINDOW"] = args.stt_window
     services = await Services.load(load_config(environ=environ))
     try:
         questions = load(services.catalog.entries)
@@ -226,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         "--stt-model",
         default=None,
         help="[stt] model to hear with (default: the config's, the offline tiny.en on a CPU)",
+    )
+    parser.add_argument(
+        "--stt-window",
+        default=None,
+        help="[stt] encoder_window (default: the config's, 20 s on a CPU; 'full' = 30 s)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(

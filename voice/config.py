@@ -86,12 +86,35 @@ class SttConfig:
     use_sos_vocabulary: bool = True
     hotwords: str = ""
     workers: int = 2
+    encoder_window: str = "auto"
 
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"stt.device must be auto, cpu or cuda, not {self.device!r}")
         if self.beam_size < 1 or self.workers < 1:
             raise ConfigError("stt.beam_size and stt.workers must be >= 1")
+        self.window_seconds("cpu")
+
+    def window_seconds(self, device: str) -> float:
+        """The shortest encoder window in seconds (30 = Whisper's full window on every call).
+        "auto": 20 s on a CPU, where the encoder is most of a turn's transcription (see
+        :mod:`voice.whisper_window`); the full window on CUDA, where it is cheap and the GPU
+        models' words in a short window are unmeasured here."""
+        value = self.encoder_window.strip().lower()
+        if value == "auto":
+            return 30.0 if device == "cuda" else 20.0
+        if value == "full":
+            return 30.0
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not 10.0 <= seconds <= 30.0:
+            raise ConfigError(
+                "stt.encoder_window must be 'auto', 'full' or seconds from 10 to 30, "
+                f"not {self.encoder_window!r}"
+            )
+        return seconds
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ identical transcripts (the same tokens in the same place for one 30 s window); h
 every window, so the vocabulary goes there and a per-call ``prompt`` (e.g. the dataset on the
 sphere) goes in ``initial_prompt`` after it.
 
+Why a shorter window than Whisper's 30 s on a CPU: see :mod:`voice.whisper_window` (the
+encoder over 27 s of padding was most of a question's transcription time).
+
 Why the guards: with a prompt, Whisper turns noise into "Earth, Earth, Earth, ..." and silence
 into "Thank you."; a turn of non-speech must give "" quickly, never a question.
 """
@@ -40,6 +43,7 @@ from voice.whisper_models import (
     offline_model_path,
     tiny_en_path,
 )
+from voice.whisper_window import FULL_WINDOW_S, decode_window
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -291,12 +295,16 @@ class Transcriber:
         beam_size: int,
         hotwords: str = "",
         description: str = "faster-whisper",
+        window_s: float = FULL_WINDOW_S,
     ) -> None:
         self._model = model
         self._language = language or None
         self._beam_size = beam_size
         self.hotwords = hotwords
-        self.description = description
+        self.window_s = window_s
+        window = "" if window_s >= FULL_WINDOW_S else f", {window_s:g} s window"
+        self.description = description + window
+        self._label = description
 
     @classmethod
     def load(cls, cfg: SttConfig, catalog: Catalog | None = None) -> Transcriber:
@@ -336,6 +344,7 @@ class Transcriber:
             log.warning("stt vocabulary cut to %d characters", _MAX_HOTWORDS_CHARS)
             hotwords = hotwords[:_MAX_HOTWORDS_CHARS].rsplit(" ", 1)[0]
         label = f"faster-whisper {_model_label(model_name)} on {device}/{compute}"
+        window_s = cfg.window_seconds(device) if cfg.language else FULL_WINDOW_S
         log.info("loaded %s in %.2f s", label, time.perf_counter() - started)
         return cls(
             model,
@@ -343,19 +352,25 @@ class Transcriber:
             beam_size=cfg.beam_size,
             hotwords=hotwords,
             description=label,
+            window_s=window_s,
         )
 
     def with_options(
-        self, *, hotwords: str | None = None, beam_size: int | None = None
+        self,
+        *,
+        hotwords: str | None = None,
+        beam_size: int | None = None,
+        window_s: float | None = None,
     ) -> Transcriber:
-        """The same loaded model with another vocabulary ("" for none) or beam size: no second
-        load, so an installation (or a comparison) can choose its own words."""
+        """The same loaded model with another vocabulary ("" for none), beam size or encoder
+        window: no second load, so an installation (or a comparison) can choose its own."""
         return Transcriber(
             self._model,
             language=self._language or "",
             beam_size=self._beam_size if beam_size is None else beam_size,
             hotwords=self.hotwords if hotwords is None else hotwords,
-            description=self.description,
+            description=self._label,
+            window_s=self.window_s if window_s is None else window_s,
         )
 
     def transcribe(
@@ -370,6 +385,20 @@ class Transcriber:
         if audio.size < SAMPLE_RATE // 10 or _rms_dbfs(audio) < _SILENCE_DBFS:
             return ""
         budget = _MIN_NEW_TOKENS + int(_TOKENS_PER_SECOND * audio.size / SAMPLE_RATE)
+        initial_prompt = _tail(prompt, _MAX_PROMPT_CHARS)
+        if self.window_s < FULL_WINDOW_S and self._language:
+            window = decode_window(
+                self._model,
+                audio,
+                min_window_s=self.window_s,
+                language=self._language,
+                beam_size=self._beam_size,
+                max_new_tokens=min(budget, _MAX_NEW_TOKENS),
+                hotwords=self.hotwords,
+                prompt=initial_prompt,
+            )
+            if window is not None:
+                return window.text.strip() if _is_speech(window) else ""
         segments, _info = self._model.transcribe(
             audio,
             language=self._language,
@@ -379,7 +408,7 @@ class Transcriber:
             condition_on_previous_text=False,
             without_timestamps=True,
             hotwords=self.hotwords or None,
-            initial_prompt=_tail(prompt, _MAX_PROMPT_CHARS),
+            initial_prompt=initial_prompt,
             max_new_tokens=min(budget, _MAX_NEW_TOKENS),
         )
         return _join(s.text for s in segments if _is_speech(s))
