@@ -1,4 +1,4 @@
-"""Whisper on a window shorter than 30 seconds: the same decoding, about half the time.
+"""Whisper on a window shorter than 30 seconds (opt-in): the same decoding, about half the time.
 
 Why: faster-whisper pads every call to Whisper's 30 s window, and on a CPU the encoder over
 that window is most of a turn's transcription: tiny.en's encoder alone took 457 ms of a
@@ -14,12 +14,24 @@ error rate en-us clean / babble, en-gb clean / babble, and the median time per c
     10 s                   0.187 / 0.538, 0.178 / 0.447   ~250 ms
 
 Clean speech is heard as well in any window; over babble, windows under 20 s lose words. So
-the CPU default (``stt.encoder_window = "auto"``) is 20 s, growing in 5 s steps with the turn.
+the setting (``stt.encoder_window``) is offered at 20 s and up, growing in 5 s steps with the
+turn; it stays opt-in (default: the full window) because, measured on the whole visitor set,
+it is as good on average but it misheard a few of the test suite's phrasings that the full
+window hears ("Show me the hurricanes." -> "Show me my vericanes." in one rendering).
 
-Everything but the window is faster-whisper's own: its log-mel features (padded with zeros as
-it pads them), its prompt (the vocabulary as ``hotwords``, a per-call ``initial_prompt``), its
-token suppression and its scores, so the transcript guards in :mod:`voice.stt` read the same
-numbers. Audio of 30 s or more goes through faster-whisper's ``transcribe`` unchanged.
+One thing differs besides the window: the audio is padded with silence before the log-mel, as
+Whisper's reference code pads it and as it was trained, where faster-whisper pads the finished
+features with zeros. In a 20 s window the zero features weakened the SOS vocabulary's pull:
+espeak-ng's "What causes a tsunami?" (six renderings, three voices) came out "What causes us
+to army?" three times, and five questions' key words were heard in 27 of 30 renderings (30 of
+30 padded with silence, as in the full window); Piper's "Tsunamis are giant waves ..." 9 of 12
+(10 of 12 with silence, 12 of 12 in the full window that day). (The window table above was
+measured with zero features.)
+
+Everything else is faster-whisper's own: its log-mel features, its prompt (the vocabulary as
+``hotwords``, a per-call ``initial_prompt``), its token suppression and its scores, so the
+transcript guards in :mod:`voice.stt` read the same numbers. Audio of 30 s or more goes
+through faster-whisper's ``transcribe`` unchanged.
 """
 
 from __future__ import annotations
@@ -79,10 +91,15 @@ def decode_window(
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
-    features = model.feature_extractor(audio)
-    frames = window_frames(features.shape[1], min_window_s)
+    hop = model.feature_extractor.hop_length
+    frames = window_frames(audio.size // hop + 1, min_window_s)
     if frames is None:
         return None
+    # Silence to the window's end, then the log-mel: the padding is what Whisper was trained
+    # on (its reference code pads the waveform), not faster-whisper's zero features, which a
+    # short window is more sensitive to (see the module docstring).
+    silent = np.pad(audio, (0, max(0, frames * hop - audio.size)))
+    features = model.feature_extractor(silent)[:, :frames]
     features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
     tokenizer = Tokenizer(
         model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
