@@ -102,15 +102,8 @@ class SttConfig:
         (see :mod:`voice.whisper_window`). ``device`` is where the model runs: on CUDA the
         encoder is cheap and a short window only risks words, so it is always full there."""
         value = self.encoder_window.strip().lower()
-        if value == "full" or device == "cuda":
-            if value != "full":
-                self._seconds(value)
-            return 30.0
-        return self._seconds(value)
-
-    def _seconds(self, value: str) -> float:
         try:
-            seconds = float(value)
+            seconds = 30.0 if value == "full" else float(value)
         except ValueError:
             seconds = -1.0
         if not 10.0 <= seconds <= 30.0:
@@ -118,7 +111,7 @@ class SttConfig:
                 "stt.encoder_window must be 'full' or seconds from 10 to 30, "
                 f"not {self.encoder_window!r}"
             )
-        return seconds
+        return 30.0 if device == "cuda" else seconds
 
 
 @dataclass(frozen=True)

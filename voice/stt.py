@@ -302,9 +302,14 @@ class Transcriber:
         self._beam_size = beam_size
         self.hotwords = hotwords
         self.window_s = window_s
-        window = "" if window_s >= FULL_WINDOW_S else f", {window_s:g} s window"
-        self.description = description + window
         self._label = description
+
+    @property
+    def description(self) -> str:
+        """The model, where it runs, and its encoder window when shorter than Whisper's."""
+        if self.window_s >= FULL_WINDOW_S:
+            return self._label
+        return f"{self._label}, {self.window_s:g} s window"
 
     @classmethod
     def load(cls, cfg: SttConfig, catalog: Catalog | None = None) -> Transcriber:
@@ -398,7 +403,7 @@ class Transcriber:
                 prompt=initial_prompt,
             )
             if window is not None:
-                return window.text.strip() if _is_speech(window) else ""
+                return window.text if _is_speech(window) else ""
         segments, _info = self._model.transcribe(
             audio,
             language=self._language,

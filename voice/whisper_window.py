@@ -67,8 +67,7 @@ def window_frames(feature_frames: int, min_window_s: float) -> int | None:
     least = max(round(min_window_s * 100), feature_frames)
     if least >= FULL_WINDOW_FRAMES:
         return None
-    steps = -(-least // WINDOW_STEP_FRAMES)
-    return min(FULL_WINDOW_FRAMES, steps * WINDOW_STEP_FRAMES)
+    return -(-least // WINDOW_STEP_FRAMES) * WINDOW_STEP_FRAMES  # 3000 is a whole step
 
 
 def decode_window(
@@ -98,9 +97,8 @@ def decode_window(
     # Silence to the window's end, then the log-mel: the padding is what Whisper was trained
     # on (its reference code pads the waveform), not faster-whisper's zero features, which a
     # short window is more sensitive to (see the module docstring).
-    silent = np.pad(audio, (0, max(0, frames * hop - audio.size)))
-    features = model.feature_extractor(silent)[:, :frames]
-    features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
+    silent = np.pad(audio, (0, frames * hop - audio.size))  # frames > audio.size // hop
+    features = model.feature_extractor(silent)[:, :frames]  # it adds one hop: frames + 1
     tokenizer = Tokenizer(
         model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
     )
