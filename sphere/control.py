@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog.retrieval import Retriever
-from catalog.terms import analyze
+from sphere.choosing import ClipChooser, clip_title
 from sphere.client import ControlDisabled, SosClient, SosError, SosUnavailable
 from sphere.commands import Command
 from sphere.follow import Clip, Follower
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 __all__ = ["ActionResult", "ClipPolicy", "RateLimiter", "SphereControl"]
 
 FUNCTION_NAME = "sphere_play"
-NAME_MATCH_MIN = 0.5  # share of the query's words that must be in an unknown clip's name
 
 
 @dataclass(frozen=True)
@@ -99,10 +98,6 @@ class ActionResult:
         }
 
 
-def _title(clip: Clip) -> str:
-    return clip.entry.title if clip.entry else clip.name.replace("_", " ")
-
-
 class SphereControl:
     """Performs commands on one SOS host, within the operator's policy."""
 
@@ -116,7 +111,7 @@ class SphereControl:
         self.client = client
         self.follower = follower
         self.policy = policy
-        self.retriever = retriever
+        self.chooser = ClipChooser(retriever)
 
     @property
     def enabled(self) -> bool:
@@ -167,7 +162,7 @@ class SphereControl:
         if target is None:
             return result("ok", "Pausing the sphere.")
         verb = "Playing it again" if action == "replay" else "Showing"
-        return result("ok", f"{verb}: {_title(target)}.", target)
+        return result("ok", f"{verb}: {clip_title(target)}.", target)
 
     # ----------------------------------------------------------------- choosing a clip
     def _target(self, command: Command) -> Clip | None:
@@ -187,23 +182,7 @@ class SphereControl:
         return None
 
     def _best(self, query: str, *, allowed_only: bool) -> Clip | None:
-        """The playlist clip the query means: retrieval's score of its catalog entry, or for
-        a clip the catalog does not know, the share of the query's words in its name."""
-        words = set(analyze(query))
-        if not words:
-            return None
-        scores = self.retriever.scores(query) if self.retriever is not None else None
-        best: tuple[float, Clip] | None = None
-        for clip in self.follower.playlist:
-            if allowed_only and not self.policy.permits(clip):
-                continue
-            named = set(analyze(f"{clip.name.replace('_', ' ')} {_title(clip)}"))
-            share = len(words & named) / len(words)
-            score = share if share >= NAME_MATCH_MIN else 0.0
-            if scores is not None and clip.entry is not None and self.retriever is not None:
-                retrieved = self.retriever.score_of(scores, clip.entry)
-                if retrieved >= self.retriever.thresholds.weak:
-                    score = max(score, retrieved)
-            if score > 0 and (best is None or score > best[0]):
-                best = (score, clip)
-        return best[1] if best else None
+        clips = self.follower.playlist
+        if allowed_only:
+            clips = [clip for clip in clips if self.policy.permits(clip)]
+        return self.chooser.best(query, clips)
