@@ -4,12 +4,14 @@ Visitors do not use the catalog's vocabulary ("acidic" vs "acidification", "typh
 "tropical cyclones"), and a Porter stemmer joins words they keep apart ("universe" and
 "university"). So this is a conservative suffix stripper, a small hand-made morphology table
 and query-side synonyms, all measured on the SOS Q&A sets in ``bench/retrieval.py``. Stop words
-include what every question to an exhibit says ("show me", "dataset", "sphere").
+include what every question to an exhibit says ("show me", "dataset", "sphere"). Accents are
+folded first: Whisper writes "El Niño" where the catalog writes "El Nino".
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -139,9 +141,15 @@ def normalize_term(word: str) -> str:
     return MORPHOLOGY.get(word) or MORPHOLOGY.get(stem) or stem
 
 
+def fold(text: str) -> str:
+    """Lower case without accents ("Niño" -> "nino"), curly apostrophes made straight."""
+    text = unicodedata.normalize("NFKD", text.lower().replace("\u2019", "'"))
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
 def analyze(text: str, *, keep_stopwords: bool = False) -> list[str]:
     """Text -> index terms, in order. Possessive 's is dropped ("Saturn's" -> "saturn")."""
-    text = _POSSESSIVE_RE.sub("", text.lower().replace("\u2019", "'"))
+    text = _POSSESSIVE_RE.sub("", fold(text))
     words = _WORD_RE.findall(text)
     if keep_stopwords:
         return [normalize_term(w) for w in words]

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from catalog.terms import fold
+
 __all__ = ["Command", "recognize"]
 
 Action = Literal["play", "next", "prev", "pause", "replay"]
@@ -68,7 +70,7 @@ class Command:
 
 
 def _normalize(text: str) -> str:
-    text = text.lower().replace("’", "'")
+    text = fold(text)  # "Play El Niño" -> "play el nino"
     text = re.sub(r"[^a-z0-9' ]+", " ", text)
     return " ".join(text.split())
 

@@ -36,6 +36,7 @@ def test_clip_names_map_only_to_the_right_dataset(catalog: Catalog, retriever: R
         ("Pause.", Command("pause")),
         ("Play it again.", Command("replay")),
         ("Play that again", Command("replay")),
+        ("Play El Niño.", Command("play", "el nino")),  # Whisper's spelling, the catalog's
     ],
 )
 def test_commands(text: str, command: Command) -> None:
