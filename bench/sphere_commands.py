@@ -12,7 +12,7 @@ the playlist does not have ("Show me the dinosaurs.", "Play the Titanic."): benc
 sphere_commands.json. Each is spoken by espeak-ng voices, clean and over the babble bed of
 bench/understanding.py, transcribed by the session's own Whisper, recognized as a command
 (:func:`sphere.commands.recognize`) and matched to a clip (:class:`sphere.choosing.
-ClipChooser`).
+ClipChooser`) with and without its sounds-like reading.
 
 Split by clip (absent commands: by text) into a tuning part and a **test** part (about 30 %,
 by a hash, never moves) that tuning never reads. Per voice, noise, part and matcher: WER,
@@ -122,7 +122,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         unknown = [c.name for c in clips if c.entry is None]
         if unknown:
             raise SystemExit(f"playlist clips the catalog does not place: {unknown}")
-        choosers = {"matcher": ClipChooser(services.retriever)}
+        choosers = {
+            "exact": ClipChooser(services.retriever, sounds_like=False),
+            "sounds-like": ClipChooser(services.retriever),
+        }
         babble_from = load_visitor_questions(services.catalog.entries)
         cache = TranscriptCache(args.transcripts)
         model = services.transcriber.description

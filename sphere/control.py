@@ -10,6 +10,7 @@ call a client can show.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 import time
@@ -136,10 +137,13 @@ class SphereControl:
         if action == "pause":
             target: Clip | None = None
         else:
-            target = self._target(command)
+            # Off the event loop: retrieval and the sounds-like reading take milliseconds.
+            target = await asyncio.to_thread(self._target, command)
             if target is None:
-                if action == "play" and self._best(query, allowed_only=False) is not None:
-                    return result("denied", "Sorry, that one isn't available here.")
+                if action == "play":
+                    anywhere = await asyncio.to_thread(self._best, query, allowed_only=False)
+                    if anywhere is not None:
+                        return result("denied", "Sorry, that one isn't available here.")
                 what = "that" if action == "play" else "another clip"
                 return result("not_found", f"Sorry, I can't find {what} in today's playlist.")
             if not self.policy.permits(target):
