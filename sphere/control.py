@@ -169,6 +169,11 @@ class SphereControl:
         return result("ok", f"{verb}: {clip_title(target)}.", target)
 
     # ----------------------------------------------------------------- choosing a clip
+    def clip_meant(self, query: str) -> Clip | None:
+        """The clip of the open playlist ``query`` names, allowed or not (blocking: see
+        :meth:`ClipChooser.best`)."""
+        return self._best(query, allowed_only=False)
+
     def _target(self, command: Command) -> Clip | None:
         follower = self.follower
         if command.action == "play":

@@ -4,10 +4,13 @@ allow/deny lists, the per-session rate limit, and a host that fails mid-command.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from llm.base import AnswerRequest, TextDelta
+from sphere.answerer import SphereAnswerer
 from sphere.commands import Command, recognize
 from sphere.control import RateLimiter
 from sphere.simulator import SosSimulator
@@ -95,3 +98,34 @@ async def test_host_failing_mid_command_is_said_not_raised(
     simulator.faults.delay_s = 0.0
     await asyncio.sleep(0.3)
     assert (await run(sphere, "show me the aurora")).ok
+
+
+async def test_with_control_off_a_misheard_command_is_asked_about_its_clip(
+    simulator: SosSimulator, make_sphere: Any
+) -> None:
+    """Control off: "show me my vericanes" (Whisper's "the hurricanes") is a question about
+    the playlist's hurricane clip, by title; a command for nothing on the playlist and a
+    question go to the answerer as they were said."""
+    sphere = await make_sphere(simulator)  # [sos] control = false
+    asked: list[str] = []
+
+    class Inner:
+        name = "recording"
+
+        async def stream(self, request: AnswerRequest) -> AsyncIterator[TextDelta]:
+            asked.append(request.question)
+            yield TextDelta("an answer")
+
+        async def aclose(self) -> None:
+            return None
+
+    answerer = SphereAnswerer(Inner(), sphere.control, sphere.limiter())
+    for text in ("Show me my vericanes.", "Show me the dinosaurs.", "What causes a tsunami?"):
+        [event] = [e async for e in answerer.stream(AnswerRequest(text))]
+        assert event == TextDelta("an answer")
+    assert asked == [
+        'What is "Hurricane Season - 2005" about?',
+        "Show me the dinosaurs.",
+        "What causes a tsunami?",
+    ]
+    assert simulator.control_commands() == []
