@@ -2,7 +2,7 @@
 
 Usage:
     python bench/sphere_commands.py                    # 4 voices, clean and babble
-    python bench/sphere_commands.py --stt-window 20 --out /tmp/c20.json
+    python bench/sphere_commands.py --stt-window full --out /tmp/c30.json
     python bench/sphere_commands.py --voices en-us --noise clean
 
 A 32-clip playlist of real catalog datasets, as a science museum might open, and three
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stt-window",
         default=None,
-        help="[stt] encoder_window: seconds (e.g. 20) or 'full' (the default, 30 s)",
+        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (20 on a CPU)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
