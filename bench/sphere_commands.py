@@ -42,7 +42,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import RESULTS_DIR, load_average, run_record, table, word_error_rate, write_json
-from bench.understanding import VOICES, TranscriptCache, spoken, with_babble
+from bench.understanding import (
+    VOICES,
+    TranscriptCache,
+    add_hearing_arguments,
+    spoken,
+    with_babble,
+)
 from bench.visitor_set import load as load_visitor_questions
 from cli.config import load_config
 from sphere.choosing import ClipChooser
@@ -176,21 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noise", nargs="+", default=["clean", "babble"], choices=["clean", "babble"]
     )
-    parser.add_argument(
-        "--stt-window",
-        default=None,
-        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (20 on a CPU)",
-    )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--transcripts",
-        type=Path,
-        default=TRANSCRIPTS,
-        help="transcript cache; 'none' to transcribe everything again",
-    )
+    add_hearing_arguments(parser, TRANSCRIPTS)
     args = parser.parse_args(argv)
-    if str(args.transcripts) == "none":
-        args.transcripts = None
     started, load_before = time.time(), load_average()
     ran = asyncio.run(run(args))
     keys = ["commands", "wer", "right", "wrong", "not_found", "not_command", "false_plays"]

@@ -146,6 +146,22 @@ class TranscriptCache:
             write_json(self.path, self._data)
 
 
+def add_hearing_arguments(parser: argparse.ArgumentParser, transcripts: Path) -> None:
+    """``--stt-window`` and ``--transcripts`` (a cache, see :class:`TranscriptCache`; 'none'
+    gives None), for the benches that hear a spoken set."""
+    parser.add_argument(
+        "--stt-window",
+        default=None,
+        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (20 on a CPU)",
+    )
+    parser.add_argument(
+        "--transcripts",
+        type=lambda value: None if value == "none" else Path(value),
+        default=transcripts,
+        help="transcript cache; 'none' to transcribe everything again",
+    )
+
+
 def summarize(rows: list[Heard], catalog: Catalog) -> dict[str, Any]:
     n = len(rows)
     right = sum(r.link is not None and slug_of(r.link) in r.question.right for r in rows)
@@ -230,18 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="[stt] model to hear with (default: the config's, the offline tiny.en on a CPU)",
     )
-    parser.add_argument(
-        "--stt-window",
-        default=None,
-        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (20 on a CPU)",
-    )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--transcripts",
-        type=Path,
-        default=TRANSCRIPTS,
-        help="transcript cache (see TranscriptCache); 'none' to transcribe everything again",
-    )
+    add_hearing_arguments(parser, TRANSCRIPTS)
     parser.add_argument(
         "--no-asking",
         action="store_true",
@@ -252,8 +258,6 @@ def main(argv: list[str] | None = None) -> int:
         import llm.catalog_answerer
 
         llm.catalog_answerer.choices_to_offer = lambda question, grounding, retriever: ()
-    if str(args.transcripts) == "none":
-        args.transcripts = None
     started, load_before = time.time(), load_average()
     ran = asyncio.run(run(args))
     rows: list[Heard] = ran["rows"]
