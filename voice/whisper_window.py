@@ -34,7 +34,8 @@ measured with zero features.)
 Everything else is faster-whisper's own: its log-mel features, its prompt (the vocabulary as
 ``hotwords``, a per-call ``initial_prompt``), its token suppression and its scores, so the
 transcript guards in :mod:`voice.stt` read the same numbers. Audio of 30 s or more goes
-through faster-whisper's ``transcribe`` unchanged.
+through faster-whisper's ``transcribe`` unchanged, and so does a turn whose window transcript
+the guards reject: the window is a shortcut, and the full window decides what it cannot.
 """
 
 from __future__ import annotations
