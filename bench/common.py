@@ -7,6 +7,7 @@ core count and the load average during the run cannot be compared with any other
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -198,3 +199,17 @@ def run_record(started: float, load_before: list[float]) -> dict[str, Any]:
         "load_after": load_average(),
         "seconds": round(time.time() - started, 1),
     }
+
+
+def add_window_argument(parser: argparse.ArgumentParser) -> None:
+    """``--stt-window``, for the benches that hear speech with the session's Whisper."""
+    parser.add_argument(
+        "--stt-window",
+        default=None,
+        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (full)",
+    )
+
+
+def window_environ(stt_window: str | None) -> dict[str, str]:
+    """The environment override ``load_config`` reads for ``--stt-window`` (none if unset)."""
+    return {"SOS_VOICE__STT__ENCODER_WINDOW": stt_window} if stt_window else {}

@@ -41,7 +41,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS_DIR, load_average, run_record, table, word_error_rate, write_json
+from bench.common import (
+    RESULTS_DIR,
+    load_average,
+    run_record,
+    table,
+    window_environ,
+    word_error_rate,
+    write_json,
+)
 from bench.understanding import (
     VOICES,
     TranscriptCache,
@@ -119,8 +127,7 @@ def summarize(rows: list[tuple[SpokenCommand, float, str]]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    environ = {"SOS_VOICE__STT__ENCODER_WINDOW": args.stt_window} if args.stt_window else {}
-    services = await Services.load(load_config(environ=environ))
+    services = await Services.load(load_config(environ=window_environ(args.stt_window)))
     try:
         names, commands = load_set()
         matcher = ClipMatcher(services.catalog, services.retriever)

@@ -48,7 +48,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS_DIR, fmt, load_average, run_record, table, write_json
+from bench.common import (
+    RESULTS_DIR,
+    add_window_argument,
+    fmt,
+    load_average,
+    run_record,
+    table,
+    window_environ,
+    write_json,
+)
 from bench.visitor_set import load as load_visitor_set
 from catalog.datasets import Catalog
 from cli.config import load_config
@@ -229,14 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         default=149.0,
         help="VAD decision -> first audio p50 from bench/voice_latency.py on this machine",
     )
-    parser.add_argument(
-        "--stt-window",
-        default=None,
-        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (full)",
-    )
+    add_window_argument(parser)
     args = parser.parse_args(argv)
-    window = {"SOS_VOICE__STT__ENCODER_WINDOW": args.stt_window} if args.stt_window else {}
-    config = load_config(environ=window)
+    config = load_config(environ=window_environ(args.stt_window))
     started = time.time()
     load_before = load_average()
     catalog = Catalog.load()

@@ -47,9 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     RESULTS_DIR,
+    add_window_argument,
     load_average,
     run_record,
     table,
+    window_environ,
     word_error_rate,
     write_json,
 )
@@ -149,11 +151,7 @@ class TranscriptCache:
 def add_hearing_arguments(parser: argparse.ArgumentParser, transcripts: Path) -> None:
     """``--stt-window`` and ``--transcripts`` (a cache, see :class:`TranscriptCache`; 'none'
     gives None), for the benches that hear a spoken set."""
-    parser.add_argument(
-        "--stt-window",
-        default=None,
-        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (full)",
-    )
+    add_window_argument(parser)
     parser.add_argument(
         "--transcripts",
         type=lambda value: None if value == "none" else Path(value),
@@ -184,9 +182,9 @@ def summarize(rows: list[Heard], catalog: Catalog) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    environ = {"SOS_VOICE__STT__MODEL": args.stt_model} if args.stt_model else {}
-    if args.stt_window:
-        environ["SOS_VOICE__STT__ENCODER_WINDOW"] = args.stt_window
+    environ = window_environ(args.stt_window)
+    if args.stt_model:
+        environ["SOS_VOICE__STT__MODEL"] = args.stt_model
     services = await Services.load(load_config(environ=environ))
     try:
         questions = load(services.catalog.entries)
