@@ -56,6 +56,12 @@ _BYE_RE = re.compile(
     r"(?:\W+\w+)?\W*$",
     re.I,
 )
+_STOP_RE = re.compile(
+    _LEAD_IN + r"(?:(?:please )?(?:stop(?: (?:talking|it|that|there|please))?|wait(?: a (?:minute|"
+    r"moment|second|sec))?|hold on|hang on|never ?mind|be quiet|quiet|shush|shh+|shut up|"
+    r"(?:that'?s|that is) enough|enough|pause)(?: please)?)\W*$",
+    re.I,
+)
 _MORE_RE = re.compile(
     _LEAD_IN + r"(?:(?:can|could) you )?(?:please )?(?:tell me (?:some(?:thing)? )?more|"
     r"more(?: please)?|go on|keep going|continue|what else (?:can you tell me|do you know)|"
@@ -81,7 +87,8 @@ longer one is a new question that happens to use a pronoun ("Why is it hot in su
 
 
 def small_talk(question: str, showing: CatalogEntry | None) -> str | None:
-    """The reply to a greeting, "who are you?", thanks or goodbye; None for anything else."""
+    """The reply to a greeting, "who are you?", thanks, goodbye or "stop"; None for anything
+    else."""
     now = (
         f" Right now the sphere shows {spoken_title(showing.title)}; ask me about it."
         if showing is not None
@@ -102,6 +109,10 @@ def small_talk(question: str, showing: CatalogEntry | None) -> str | None:
         return "You're welcome! Ask me anything else about the sphere."
     if _BYE_RE.search(question):
         return "Goodbye, and thanks for visiting the sphere!"
+    if _STOP_RE.search(question):
+        # Said over an answer, this is what cut it: the visitor wants it to stop, not a
+        # dataset about "stop" ("Sorry, I don't have a dataset about that" was the reply).
+        return "Okay."
     return None
 
 

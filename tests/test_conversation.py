@@ -25,6 +25,10 @@ TSUNAMI = "https://sos.noaa.gov/catalog/datasets/japan-tsunami-wave-propagation-
         ("Thanks!", "You're welcome"),
         ("Thank you so much.", "You're welcome"),
         ("Bye!", "Goodbye"),
+        ("Stop.", "Okay."),  # said over an answer: it cut the answer, nothing more
+        ("Okay, stop talking.", "Okay."),
+        ("Wait a second.", "Okay."),
+        ("Never mind.", "Okay."),
     ],
 )
 def test_small_talk_gets_a_short_friendly_reply(said: str, starts: str) -> None:
@@ -35,7 +39,14 @@ def test_small_talk_gets_a_short_friendly_reply(said: str, starts: str) -> None:
 
 @pytest.mark.parametrize(
     "question",
-    ["What causes a tsunami?", "Hi, what causes a tsunami?", "Is there water on Mars?", "Why?"],
+    [
+        "What causes a tsunami?",
+        "Hi, what causes a tsunami?",
+        "Is there water on Mars?",
+        "Why?",
+        "Why do hurricanes stop over land?",
+        "Wait, what about volcanoes?",
+    ],
 )
 def test_questions_are_not_small_talk(question: str) -> None:
     assert small_talk(question, None) is None
