@@ -44,6 +44,7 @@ class AnswerOutcome:
     link: str | None = None  # the catalog page shown with it
     audio_started: bool = False
     cancel_reason: CancelReason | None = None
+    spoken: list[str] = dataclasses.field(default_factory=list)  # chunks handed to the speaker
 
 
 class Answering:
@@ -184,6 +185,7 @@ class Answering:
             if not spoken or not speak:
                 continue
             audio_iter = synth.synthesize(spoken)
+            self.outcome.spoken.append(spoken)
             while True:
                 pcm = await loop.run_in_executor(
                     self._services.tts_executor, next, audio_iter, None

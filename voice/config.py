@@ -131,6 +131,7 @@ class TtsConfig:
 class PipelineConfig:
     barge_in: bool = True
     half_duplex: bool = False
+    resume_false_interruptions: bool = True
     early_stt: bool = True
     first_chunk_min_chars: int = 24
     max_history_turns: int = 6

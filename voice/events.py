@@ -173,6 +173,22 @@ class Interrupted:
     reason: CancelReason
 
 
+ResumeReason = Literal["nothing", "echo", "backchannel", "cleared"]
+"""Why a paused answer went on: the interrupting turn held no words Whisper accepts, its words
+were the answer's own (the kiosk heard itself), it was only a listener's "mm-hmm" or "oh wow",
+or the input audio was cleared before the turn ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerResumed:
+    """An answer paused by speech went on: it was not a barge-in (voice/interruptions.py).
+    ``heard`` is what Whisper made of the interrupting turn ("" if nothing)."""
+
+    response_id: str
+    reason: ResumeReason
+    heard: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseDone:
     """The end of a response, whatever happened. Always emitted once per ResponseStarted."""
@@ -218,6 +234,7 @@ Event = (
     | ResponseLink
     | ResponseAudio
     | Interrupted
+    | AnswerResumed
     | ResponseDone
     | Refused
     | ErrorEvent

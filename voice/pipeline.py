@@ -9,7 +9,11 @@ commit, response request and cancel. Every blocking model call runs on the share
 :class:`voice.services.Services`.
 
 Barge-in (speech while the assistant is busy) cancels the turn in flight at the VAD frame that
-detects it; a cancelled turn that had not produced any audio yet is carried into the next one,
+detects it. With a speaker in the room (a :class:`PausableSink`) and an answer being heard,
+that frame pauses the answer instead, and the interrupting turn's words decide: a visitor's
+words cancel it, no words or the answer's own words (the kiosk hearing itself) resume it
+(:mod:`voice.interruptions`). A cancelled turn that had not produced any audio yet is carried
+into the next one,
 because a visitor who pauses mid-question and goes on is still asking the same question. The
 carried audio never makes a turn longer than ``vad.max_turn_s``. A turn the VAD cut at
 ``vad.max_turn_s`` while the visitor kept talking is answered: the speech that continues it is
@@ -30,12 +34,14 @@ from catalog.datasets import CatalogEntry
 from llm.base import AUDIENCES, AnswerRequest, Audience, ChatMessage
 from voice.audio.format import SAMPLE_RATE
 from voice.audio.framing import Framer
-from voice.audio.speaker import AudioSink
+from voice.audio.speaker import AudioSink, PausableSink
 from voice.config import VadConfig, VoiceConfig
 from voice.events import (
+    AnswerResumed,
     CancelReason,
     Event,
     Refused,
+    ResumeReason,
     SpeechStarted,
     SpeechStopped,
     State,
@@ -43,6 +49,7 @@ from voice.events import (
     new_id,
 )
 from voice.exhibit import Exhibit
+from voice.interruptions import judge
 from voice.services import Services
 from voice.turn_end import TurnEndPolicy
 from voice.turns import BYTES_PER_SECOND, TurnQueue
@@ -70,6 +77,7 @@ class SessionSettings:
     turn_detection: bool = True
     barge_in: bool = True
     half_duplex: bool = False
+    resume_false_interruptions: bool = True  # with a speaker that can pause: the words decide
     audience: Audience = "general"
     showing: CatalogEntry | None = None
     instructions: str = ""
@@ -83,6 +91,7 @@ class SessionSettings:
             "vad": config.vad,
             "barge_in": config.pipeline.barge_in,
             "half_duplex": config.pipeline.half_duplex,
+            "resume_false_interruptions": config.pipeline.resume_false_interruptions,
             **overrides,
         }
         return cls(**values)  # type: ignore[arg-type]
@@ -93,6 +102,14 @@ class SessionSettings:
             raise ValueError(f"audience must be one of {AUDIENCES}, not {self.audience!r}")
         if len(self.instructions) > 4000:
             raise ValueError("instructions are limited to 4000 characters")
+
+
+@dataclass(eq=False)
+class _PausedAnswer:
+    """An answer held silent while the turn that interrupted it is heard."""
+
+    response_id: str
+    checks: int = 0  # interrupting turns still being transcribed
 
 
 class Session:
@@ -124,6 +141,9 @@ class Session:
         self._ptt_overflow = False
         self._carry: tuple[str, bytes] | None = None  # (item id, audio) of a barged-in turn
         self._continuing = False  # the open turn continues one cut at vad.max_turn_s
+        self._paused: _PausedAnswer | None = None  # held while its interruption is heard
+        self._speech_from_ms = 0  # where the open turn's speech began (SpeechStarted.audio_ms)
+        self._checks: set[asyncio.Task[None]] = set()  # transcribing interrupting turns
         # (turn audio, its transcription) started while the end-of-turn silence runs.
         self._early: tuple[bytes, asyncio.Future[str]] | None = None
         # When the last second of frames arrived (is the audio live? see _live).
@@ -191,8 +211,10 @@ class Session:
         """Take microphone audio: 16 kHz mono PCM16, any length. Never blocks."""
         if self._closed:
             return
-        if self.settings.half_duplex and self.busy:
+        if self.settings.half_duplex and self.busy and self._paused is None:
             # An open speaker without echo cancellation would hear itself: ignore the mic.
+            # (A paused answer is silent: the turn that paused it is still heard to its end,
+            # even if the kiosk stopped trusting its canceller meanwhile.)
             self._vad.reset()
             return
         now = time.monotonic()
@@ -245,6 +267,7 @@ class Session:
         self._framer = Framer(self._frame_ms)
         self._vad.reset()
         self._continuing = False
+        self._resume_unheard()
 
     def add_user_text(self, text: str) -> str:
         """A typed question (ValueError if empty or too long). Returns its item id."""
@@ -280,7 +303,8 @@ class Session:
         Refused event says why not."""
         cancelled = self._turns.cancel_response(response_id)
         if self._output is not None:
-            self._output.stop()
+            self._output.stop()  # also ends a pause
+            self._paused = None
         return cancelled
 
     def interrupt(self, reason: CancelReason = "closed") -> bool:
@@ -288,6 +312,7 @@ class Session:
         cancelled = self._turns.interrupt(reason)
         if self._output is not None:
             self._output.stop()
+            self._paused = None
         return cancelled
 
     async def wait_idle(self) -> None:
@@ -297,8 +322,12 @@ class Session:
     async def aclose(self) -> None:
         """Stop everything this session runs; shared models stay loaded."""
         self._closed = True
+        self._paused = None
         if self._output is not None:
             self._output.stop()
+        for check in list(self._checks):
+            check.cancel()
+        await asyncio.gather(*self._checks, return_exceptions=True)
         await self._turns.aclose()
 
     # ----------------------------------------------------------------- input side
@@ -330,17 +359,26 @@ class Session:
         """Pass a VAD event on; a SpeechStopped becomes a queued turn (its item id returned)."""
         self._emit(event)
         if isinstance(event, SpeechStarted):
+            self._speech_from_ms = event.audio_ms
             continuing, self._continuing = self._continuing, False
             if continuing or not self.settings.barge_in or not self.busy:
                 return None  # a cut turn goes on: it is the next turn, not a barge-in
+            if self._paused is not None or self._pause_answer():
+                return None  # the turn's words decide (_settle_interruption)
             unheard = self._turns.unheard_audio()
             if self._turns.interrupt("barge_in"):
                 self._carry = unheard
                 log.info("session %s: barge-in cancelled the answer", self.id)
             return None
         self._continuing = event.forced
+        if self._paused is not None:
+            self._check_interruption(event)
+            return None
+        return self._submit(event, self._take_early(event.audio))
+
+    def _submit(self, event: SpeechStopped, early: asyncio.Future[str] | None) -> str | None:
+        """Queue the turn ``event`` ended (with a barged-in turn's audio carried in front)."""
         audio = event.audio
-        early = self._take_early(audio)
         carry, self._carry = self._carry, None
         if carry is not None:
             limit = int(self.settings.vad.max_turn_s * BYTES_PER_SECOND)
@@ -354,6 +392,106 @@ class Session:
             audio, respond=self.settings.auto_respond, forced=event.forced, early=early
         )
 
+    # ------------------------------------------------------- a paused answer
+    def _pause_answer(self) -> bool:
+        """Pause the answer being heard, if the output can pause and the session is set to
+        resume false interruptions. True if it paused."""
+        output = self._output
+        if not self.settings.resume_false_interruptions:
+            return False
+        if not isinstance(output, PausableSink):
+            return False
+        speaking = self._turns.speaking()
+        if speaking is None:
+            return False  # nothing heard yet: cancel (and carry the turn) as before
+        output.pause()
+        self._paused = _PausedAnswer(speaking[0])
+        log.info("session %s: speech while answering; the answer waits for its words", self.id)
+        return True
+
+    def _check_interruption(self, event: SpeechStopped) -> None:
+        """Transcribe the turn that interrupted the paused answer, off the event loop."""
+        assert self._paused is not None
+        self._paused.checks += 1
+        early = self._take_early(event.audio)
+        speech_ms = event.audio_ms - self._speech_from_ms
+        task = asyncio.get_running_loop().create_task(
+            self._settle_interruption(event, early, self._paused, speech_ms)
+        )
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _settle_interruption(
+        self,
+        event: SpeechStopped,
+        early: asyncio.Future[str] | None,
+        paused: _PausedAnswer,
+        speech_ms: int,
+    ) -> None:
+        """Cancel the paused answer and queue the turn (a visitor), or resume the answer."""
+        services = self._services
+        heard: str | None
+        try:
+            if early is not None:
+                heard = await early
+            else:
+                heard = await asyncio.get_running_loop().run_in_executor(
+                    services.stt_executor, services.transcriber.transcribe, event.audio
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # cannot tell: a visitor (the queue transcribes again, reports it)
+            heard = None
+        finally:
+            paused.checks -= 1
+        if self._closed:
+            return
+        speaking = self._turns.speaking()
+        said = speaking[1] if speaking is not None and speaking[0] == paused.response_id else ""
+        verdict = "visitor" if heard is None else judge(heard, said, speech_ms)
+        if verdict == "visitor":
+            if self._paused is paused:
+                self._paused = None
+                if self._turns.interrupt("barge_in"):
+                    log.info(
+                        "session %s: barge-in cancelled the answer: %r (%d ms of speech)",
+                        self.id,
+                        heard,
+                        speech_ms,
+                    )
+                if isinstance(self._output, PausableSink):
+                    self._output.resume()  # nothing of the cancelled answer is left to play
+            transcript: asyncio.Future[str] | None = None
+            if heard is not None:
+                transcript = asyncio.get_running_loop().create_future()
+                transcript.set_result(heard)
+            self._submit(event, transcript)
+            return
+        if self._paused is paused and not paused.checks and not self._vad.in_speech:
+            self._resume(verdict, heard or "", speech_ms)  # else a later turn, still open, decides
+
+    def _resume_unheard(self) -> None:
+        """The input was cleared while an answer waited for the turn that paused it: no turn
+        will end, so the answer goes on."""
+        if self._paused is not None and not self._paused.checks:
+            self._resume("cleared", "", 0)
+
+    def _resume(self, reason: ResumeReason, heard: str, speech_ms: int) -> None:
+        paused, self._paused = self._paused, None
+        if paused is None:
+            return
+        if isinstance(self._output, PausableSink):
+            self._output.resume()
+        log.info(
+            "session %s: not a barge-in (%s: %r, %d ms of speech); the answer goes on",
+            self.id,
+            reason,
+            heard,
+            speech_ms,
+        )
+        self._emit(AnswerResumed(paused.response_id, reason, heard))
+
+    # ------------------------------------------------------- early transcription
     def _maybe_transcribe_early(self) -> None:
         """Start transcribing the turn as soon as the VAD hears it may be over.
 

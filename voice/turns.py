@@ -136,6 +136,16 @@ class TurnQueue:
             return None
         return turn.item_id, turn.audio
 
+    def speaking(self) -> tuple[str, str] | None:
+        """(response id, what it has spoken so far) of the answer being heard, or None when
+        no answer's audio has started."""
+        turn, answering = self._current, self._answering
+        if turn is None or answering is None or turn.response_id is None or turn.cancelled:
+            return None
+        if self._task is None or self._task.done() or not answering.outcome.audio_started:
+            return None
+        return turn.response_id, " ".join(answering.outcome.spoken)
+
     # ----------------------------------------------------------------- requests
     def add_question(self, text: str) -> None:
         self._unanswered = [text]

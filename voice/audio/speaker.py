@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -53,6 +53,19 @@ class AudioSink(Protocol):
         ...
 
 
+@runtime_checkable
+class PausableSink(AudioSink, Protocol):
+    """A sink heard live in the room, whose playing can be held and taken up again."""
+
+    def pause(self) -> None:
+        """Go silent now, keeping what is queued (and what is written meanwhile)."""
+        ...
+
+    def resume(self) -> None:
+        """Play on from where :meth:`pause` stopped."""
+        ...
+
+
 class SpeakerSink:
     """Plays PCM16 on a sound card through a sounddevice OutputStream.
 
@@ -61,7 +74,9 @@ class SpeakerSink:
     :meth:`stop` only has to empty that buffer, under a lock, and the sound stops within one
     device buffer (tens of ms, see :data:`STREAM_LATENCY`). The stream is opened in the
     constructor so that a missing speaker is reported at start-up. With a ``reference``, every
-    block handed to the device (silence too) is also given to the echo canceller.
+    block handed to the device (silence too) is also given to the echo canceller. :meth:`pause`
+    makes the callback play silence without taking from the buffer; :meth:`stop` also ends a
+    pause (the next answer must be heard).
     """
 
     def __init__(
@@ -86,6 +101,7 @@ class SpeakerSink:
         self._idle.set()
         self._empty_notified = True
         self._played = 0  # samples of real audio handed to the device
+        self._paused = False
         self.underflows = 0  # times the device ran dry (PortAudio said so)
         self._closed = False
         self._stalled = False  # the stream stopped taking audio: reopen it before the next answer
@@ -154,7 +170,7 @@ class SpeakerSink:
             self.underflows += 1
         filled = 0
         with self._lock:
-            while filled < frames and self._chunks:
+            while filled < frames and self._chunks and not self._paused:
                 chunk = self._chunks[0]
                 take = min(frames - filled, len(chunk))
                 outdata[filled : filled + take, :] = chunk[:take, None]
@@ -205,13 +221,14 @@ class SpeakerSink:
             self._idle.clear()
 
     async def drain(self) -> None:
-        """Until the queue has played out; AudioDeviceError if the device stops taking audio."""
+        """Until the queue has played out; AudioDeviceError if the device stops taking audio.
+        A paused sink is waiting, not stalled."""
         loop = asyncio.get_running_loop()
         played, progress_at = self._played, loop.time()
         while not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 0.25)
-            if self._played != played:
+            if self._played != played or self._paused:
                 played, progress_at = self._played, loop.time()
             elif (
                 loop.time() - progress_at
@@ -228,10 +245,23 @@ class SpeakerSink:
             # What the callback handed to PortAudio last is still in the device's buffer.
             await asyncio.sleep(float(self._stream.latency))
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+
     def stop(self) -> None:
         with self._lock:
             self._chunks.clear()
             self._empty_notified = True
+            self._paused = False
         self._idle.set()
 
     async def aclose(self) -> None:
