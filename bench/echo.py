@@ -4,6 +4,8 @@ Usage:
     python bench/echo.py                          # 13 echo paths per part, every candidate
     python bench/echo.py --quick                  # 3 echo paths per part (a smoke run)
     python bench/echo.py --wer 12 --out /tmp/echo.json
+    python bench/echo.py --paths 8 --candidates webrtc --words   # the words decide barge-in
+    python bench/echo.py --rejudge bench/results/echo.json      # the judge changed: re-read
 
 Why: a kiosk's speaker is a metre from its microphone. If the end-pointer hears the assistant's
 own answer it fires ``SpeechStarted`` and barge-in (``Session._on_vad``) cancels the answer;
@@ -72,6 +74,19 @@ gate would have let through and how often the visitor's onset found it converged
 visitors per part at 0 dB, cut from the processed microphone (0.3 s before the visitor's onset to
 0.5 s after their end, so what the canceller left of the answer is in it too, as in a turn).
 
+``--words``: does the session's pause-and-judge (voice/interruptions.py) keep the kiosk from
+cutting its own answers while keeping the visitors' barge-ins? For the product's canceller
+(webrtc), every turn that would pause an answer is heard again **with the answer paused** at
+its speech start, as the session does (the speaker goes silent there; the room's tail and the
+canceller's leftovers do not): the stream is rebuilt with the far end silent from that sample,
+and the canceller and end-pointer run over it from the start (they reach the pause in the same
+state). Whisper transcribes that turn and the judge reads it against the answer's text (its
+whole text: a leak can only be of what was said, so this is as lenient to echo as the session
+at the answer's end). *Cut*: answers a false turn would still cancel (judged a visitor, or still
+open 10 s on); *kept*: visitors whose turn is judged a visitor (the answer is cancelled and
+they are answered), of all visitors. A visitor's words over the pause are clean after it, as at
+the kiosk; before it they are what the canceller let through.
+
 Writes bench/results/echo.json (machine, load, settings, the echo paths, per-candidate
 per-part numbers).
 """
@@ -81,11 +96,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import math
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +146,24 @@ SPEEX_FILTERS_MS = {"speex-100": 100, "speex-300": 300}
 CANDIDATES = ("none", "webrtc-ungated", "webrtc", "webrtc+ns", "speex-100", "speex-300")
 GATE_DB_OVERRIDE: list[float | None] = []  # --gate-db, for tuning on the tune part
 PARTS = ("tune", "test")
+WORDS_CANDIDATES = ("webrtc",)  # --words: the product's canceller
+WORDS_LISTEN_S = 10.0  # --words: how long after a pause its turn may take to end
+WORDS_HEADERS = [
+    "candidate",
+    "part",
+    "self-int /100",
+    "cut /100",
+    "self-int listening /100",
+    "cut listening /100",
+    "barge 0 dB <=1s",
+    "kept 0 dB",
+    "barge -6 dB <=1s",
+    "kept -6 dB",
+    "kiosk barge 0 dB",
+    "kiosk kept 0 dB",
+    "kiosk barge -6 dB",
+    "kiosk kept -6 dB",
+]
 MAX_ORDER = 40  # image-source reflection order cap (large halls: the late tail is diffuse)
 SPEEX_MISSING = "speex: not installed (pip install speexdsp; needs apt libspeexdsp-dev swig)"
 
@@ -419,6 +454,30 @@ class Stream:
     mic: np.ndarray  # int16
     clean_visitor: np.ndarray | None  # int16: visitor + noise, no echo (the "no echo" row)
     playbacks: list[Playback]
+    near: np.ndarray | None = None  # float64: what the microphone hears besides the echo
+
+
+def room_echo(path: EchoPath, far48: np.ndarray) -> np.ndarray:
+    """The speaker's sound at the microphone (16 kHz, float64): soft clipping at the device
+    rate, then the room (linear) at 16 kHz."""
+    from scipy.signal import fftconvolve
+
+    n16 = len(far48) // 3
+    driven = np.tanh(path.drive * far48.astype(np.float64)) / path.drive
+    driven16 = resample(driven.astype(np.float32), DEVICE_RATE, RATE)[:n16]
+    return fftconvolve(driven16.astype(np.float64), path.rir)[:n16]
+
+
+def paused(stream: Stream, path: EchoPath, at: int, until: int) -> Stream:
+    """``stream`` with the speaker silent from sample ``at`` to ``until`` (16 kHz): the
+    session paused the answer at a speech start (voice/interruptions.py). Everything before
+    ``at`` is the same, so the canceller and the end-pointer reach ``at`` in the same state."""
+    assert stream.near is not None
+    far48 = stream.far48.copy()
+    far48[at * 3 : until * 3] = 0.0
+    far16 = resample(far48, DEVICE_RATE, RATE)[: len(far48) // 3]
+    mic = _to_i16(room_echo(path, far48) + stream.near)
+    return dataclasses.replace(stream, far48=far48, far16=far16, mic=mic)
 
 
 def build_stream(
@@ -460,10 +519,7 @@ def build_stream(
         pos += length + gap
     far48 = np.concatenate(pieces48)
     far16 = resample(far48, DEVICE_RATE, RATE)[: len(far48) // 3]
-    # The speaker: soft clipping at the device rate, then the room (linear) at 16 kHz.
-    driven = np.tanh(path.drive * far48.astype(np.float64)) / path.drive
-    driven16 = resample(driven.astype(np.float32), DEVICE_RATE, RATE)[: len(far16)]
-    echo = fftconvolve(driven16.astype(np.float64), path.rir)[: len(far16)]
+    echo = room_echo(path, far48)
     floor = noise(len(echo), path.noise_dbfs, "white", seed=path.seed)
     visitor_mix = np.zeros(len(echo))
     if ser_db is not None and placed:
@@ -476,7 +532,7 @@ def build_stream(
         visitor_mix *= 10 ** ((echo_level_db + ser_db - level) / 20)
     mic = _to_i16(echo + visitor_mix + floor)
     clean = _to_i16(visitor_mix + floor) if ser_db is not None else None
-    return Stream(far48, far16, mic, clean, playbacks)
+    return Stream(far48, far16, mic, clean, playbacks, near=visitor_mix + floor)
 
 
 # --------------------------------------------------------------------------- candidates
@@ -497,6 +553,9 @@ class Heard:
     starts: list[int]  # SpeechStarted
     spans: list[tuple[int, int]]  # (SpeechStarted, SpeechStopped) of each turn
     converged: dict[int, bool]  # webrtc: the canceller's verdict at each start and query
+    turns: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    """Each closed turn by its SpeechStarted position: (speech ms, the turn's audio as the
+    session would transcribe it), for ``--words``."""
 
 
 def _processor(
@@ -541,30 +600,39 @@ def _processor(
 
 
 def listen(
-    candidate: str, stream: Stream, path: EchoPath, vad_cfg: VadConfig, queries: list[int]
+    candidate: str,
+    stream: Stream,
+    path: EchoPath,
+    vad_cfg: VadConfig,
+    queries: list[int],
+    until: int | None = None,
 ) -> Heard:
-    """Run the kiosk over ``stream``: canceller, then the product's end-pointer on its
-    output, block by block; the canceller's ``converged`` is read at every SpeechStarted and
-    at the ``queries`` (sample positions)."""
+    """Run the kiosk over ``stream`` (up to sample ``until``): canceller, then the product's
+    end-pointer on its output, block by block; the canceller's ``converged`` is read at every
+    SpeechStarted and at the ``queries`` (sample positions)."""
     step, converged = _processor(candidate, stream, path)
     endpointer = Endpointer(vad_cfg, BLOCK_MS)
     asked = {q // BLOCK: q for q in queries}
     out = bytearray()
     heard = Heard(np.zeros(0, np.int16), [], [], {})
     opened: int | None = None
-    for k in range(len(stream.mic) // BLOCK):
+    speech_from_ms = 0
+    end = len(stream.mic) if until is None else min(until, len(stream.mic))
+    for k in range(end // BLOCK):
         block = step(k)
         out += block
         now = (k + 1) * BLOCK
         for event in endpointer.process(block):
             if isinstance(event, SpeechStarted):
                 heard.starts.append(now)
-                opened = now
+                opened, speech_from_ms = now, event.audio_ms
                 verdict = converged()
                 if verdict is not None:
                     heard.converged[now] = verdict
             else:
                 heard.spans.append((opened if opened is not None else now, now))
+                if opened is not None:
+                    heard.turns[opened] = (event.audio_ms - speech_from_ms, event.audio)
                 opened = None
         if k in asked:
             verdict = converged()
@@ -574,6 +642,23 @@ def listen(
         heard.spans.append((opened, len(out) // 2))
     heard.out = np.frombuffer(bytes(out), dtype=np.int16)
     return heard
+
+
+def turn_when_paused(
+    candidate: str, stream: Stream, path: EchoPath, vad_cfg: VadConfig, at: int, until: int
+) -> tuple[int, bytes] | None:
+    """The turn that opened at ``at`` as the session hears it: the answer paused there (its
+    echo stops, its room tail and the canceller's leftovers do not) until ``until``. None if
+    it did not end within WORDS_LISTEN_S."""
+    heard = listen(
+        candidate,
+        paused(stream, path, at, until),
+        path,
+        vad_cfg,
+        [],
+        until=at + int(WORDS_LISTEN_S * RATE),
+    )
+    return heard.turns.get(at)
 
 
 def _erle(mic: np.ndarray, out: np.ndarray, start: int, end: int) -> float:
@@ -598,6 +683,9 @@ class Tally:
     self_at_s: list[float] = field(default_factory=list)  # first false start, into the answer
     per_path: dict[str, dict[str, Any]] = field(default_factory=dict)
     cases: dict[float, list[dict[str, Any]]] = field(default_factory=dict)
+    # --words: each false turn during an answer (no visitor), for Whisper and the judge.
+    false_turns: list[dict[str, Any]] = field(default_factory=list)
+    words: bool = False  # add_words ran on this tally
 
     def summary(self) -> dict[str, Any]:
         def med(xs: list[float]) -> float | None:
@@ -651,7 +739,42 @@ class Tally:
                 if any("wer" in c for c in cases)
                 else None,
             }
+            if any("verdict" in c for c in cases):
+                out[f"barge_{ser:g}db"].update(_kept(cases))
+        if self.words:
+            out.update(_cut(self.false_turns, self.answers))
         return out
+
+
+def _pct(k: int, n: int) -> float | None:
+    return round(100 * k / n, 1) if n else None
+
+
+def _kept(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """--words: barge-ins the judge keeps (the paused answer is cancelled), of all visitors."""
+    kept = [c for c in cases if c.get("verdict") == "visitor"]
+    return {
+        "kept_pct": _pct(len(kept), len(cases)),
+        "product_kept_pct": _pct(sum(bool(c.get("converged")) for c in kept), len(cases)),
+        "verdicts": dict(Counter(c.get("verdict", "undetected") for c in cases)),
+    }
+
+
+def _cut(false_turns: list[dict[str, Any]], answers: int) -> dict[str, Any]:
+    """--words: answers a false turn would still cut (judged a visitor), always listening and
+    while the kiosk listens; and how many times the answer would pause."""
+    cutting = ("visitor", "unended")  # a turn still open 10 s on counts against the answer
+    cut = {t["playback"] for t in false_turns if t["verdict"] in cutting}
+    cut_listening = {
+        t["playback"] for t in false_turns if t["verdict"] in cutting and t["converged"]
+    }
+    return {
+        "cut_per_100": _pct(len(cut), answers),
+        "cut_listening_per_100": _pct(len(cut_listening), answers),
+        "pauses_per_100": _pct(len(false_turns), answers),
+        "pauses_listening_per_100": _pct(sum(t["converged"] for t in false_turns), answers),
+        "false_turn_verdicts": dict(Counter(t["verdict"] for t in false_turns)),
+    }
 
 
 def score_self(tally: Tally, stream: Stream, heard: Heard, path: EchoPath) -> None:
@@ -665,6 +788,20 @@ def score_self(tally: Tally, stream: Stream, heard: Heard, path: EchoPath) -> No
         (tally.erle_first_cold if pb.cold else tally.erle_first_warm).append(first)
         tally.listening += bool(heard.converged.get((pb.start + pb.end) // 2))
         hits = [t for t in heard.starts if pb.start <= t < pb.end + tail]
+        for t in hits:
+            if t in heard.turns:
+                speech_ms, audio = heard.turns[t]
+                tally.false_turns.append(
+                    {
+                        "playback": tally.answers,
+                        "answer": pb.answer,
+                        "converged": heard.converged.get(t, False),
+                        "speech_ms": speech_ms,
+                        "_audio": audio,
+                        "_at": t,
+                        "_until": pb.end,
+                    }
+                )
         if hits:
             tally.self_interrupted += 1
             tally.self_cold += pb.cold
@@ -697,7 +834,20 @@ def score_barge(cases: list[dict[str, Any]], stream: Stream, heard: Heard) -> No
         }
         if pb.onset in heard.converged:
             case["converged"] = heard.converged[pb.onset]
+        # The turn the session would judge: the false one the visitor spoke into (the answer
+        # was already paused), else the one the visitor opened within 1 s.
+        opened = [a for a, b in heard.spans if a <= pb.onset < b]
+        if not opened and delay is not None and delay <= DETECT_LATE_MS:
+            opened = [after[0]]
+        if opened and opened[0] in heard.turns:
+            case["speech_ms"], case["_audio"] = heard.turns[opened[0]]
+            case["_at"], case["_until"] = opened[0], pb.end
         cases.append(case)
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """A case or false turn without its audio (kept for Whisper only)."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
 def _seed(*parts: object) -> int:
@@ -714,6 +864,7 @@ def run_part(
     folder: Path,
     wer_cases: int,
     log: Callable[[str], None],
+    words: bool = False,
 ) -> tuple[dict[str, Tally], list[EchoPath], list[tuple[str, str, float, bytes]]]:
     """Every candidate over every echo path of ``part``; the WER clips are returned, not
     transcribed (Whisper loads once, after the cancellers)."""
@@ -743,10 +894,15 @@ def run_part(
         }
         runs = [(c, c) for c in candidates] + [("no echo", "none")]
         for name, candidate in runs:
+            repause = words and name in WORDS_CANDIDATES
             if name != "no echo":
                 middles = [(pb.start + pb.end) // 2 for pb in quiet.playbacks]
                 heard_quiet = listen(candidate, quiet, path, vad_cfg, middles)
+                first_turn = len(tallies[name].false_turns)
                 score_self(tallies[name], quiet, heard_quiet, path)
+                if repause:
+                    for record in tallies[name].false_turns[first_turn:]:
+                        _hear_paused(record, candidate, quiet, path, vad_cfg)
             for ser, stream in streams.items():
                 if name == "no echo":  # the visitor and the noise floor alone
                     assert stream.clean_visitor is not None
@@ -756,6 +912,9 @@ def run_part(
                 cases = tallies[name].cases.setdefault(ser, [])
                 first = len(cases)
                 score_barge(cases, stream, heard)
+                if repause:
+                    for record in cases[first:]:
+                        _hear_paused(record, candidate, stream, path, vad_cfg)
                 for k, pb in enumerate(stream.playbacks):
                     if ser == 0.0 and first + k < wer_cases and pb.visitor is not None:
                         a, b = pb.onset - int(0.3 * RATE), pb.visitor_end + int(0.5 * RATE)
@@ -767,6 +926,22 @@ def run_part(
             f"{path.latency_ms} ms, echo {echo_level:.0f} dBFS, noise {path.noise_dbfs:.0f} dBFS"
         )
     return tallies, paths, clips
+
+
+def _hear_paused(
+    record: dict[str, Any], candidate: str, stream: Stream, path: EchoPath, vad_cfg: VadConfig
+) -> None:
+    """--words: replace a turn heard over the whole answer by the turn the session would
+    judge, the answer paused at its start."""
+    if "_at" not in record:
+        return
+    turn = turn_when_paused(candidate, stream, path, vad_cfg, record["_at"], record["_until"])
+    record["speech_ms_unpaused"] = record["speech_ms"]
+    if turn is None:  # still open WORDS_LISTEN_S later: nothing the judge could read
+        record.pop("_audio", None)
+        record["verdict"] = "unended"
+        return
+    record["speech_ms"], record["_audio"] = turn
 
 
 def add_wer(
@@ -791,6 +966,85 @@ def add_wer(
             case["heard"] = heard
             case["wer"] = round(word_error_rate(text, heard), 3)
     return transcriber.description
+
+
+def add_words(
+    tallies: dict[str, dict[str, Tally]], candidates: list[str], log: Callable[[str], None]
+) -> str:
+    """--words: Whisper on every false turn and every visitor's turn, then the session's own
+    judge (voice/interruptions.py) against the answer's text: would the paused answer go on
+    (nothing, echo, backchannel) or be cancelled (visitor)? The answer's whole text stands in
+    for what it had said so far (a leak can only be of the part already said, so this is as
+    lenient to echo as the session at the answer's end)."""
+    from catalog.datasets import Catalog
+    from voice.interruptions import judge
+    from voice.stt import Transcriber
+
+    config = load_config(environ={})
+    transcriber = Transcriber.load(config.stt, Catalog.load())
+    log(f"the words decide, with {transcriber.description}")
+    for part, by_candidate in tallies.items():
+        for candidate in candidates:
+            tally = by_candidate[candidate]
+            tally.words = True
+            turns = [*tally.false_turns, *(c for cs in tally.cases.values() for c in cs)]
+            for turn in turns:
+                audio = turn.pop("_audio", None)
+                if audio is None:
+                    continue
+                heard = transcriber.transcribe(audio)
+                said = ANSWERS[part][turn["answer"]]
+                turn["heard"] = heard
+                turn["verdict"] = judge(heard, said, turn["speech_ms"])
+    return transcriber.description
+
+
+def rejudge(source: Path, out: Path) -> int:
+    """--rejudge: read a --words run's transcripts again with the current judge (its
+    thresholds changed, no audio or Whisper needed); print the words table, write ``out``."""
+    from voice import interruptions
+    from voice.interruptions import judge
+
+    data = json.loads(source.read_text())
+    if not data.get("false_turns"):
+        raise SystemExit(f"{source} has no --words transcripts")
+    for key, turns in data["false_turns"].items():
+        part = key.rsplit("/", 1)[1]
+        for turn in [*turns, *(c for cs in data["cases"][key].values() for c in cs)]:
+            if "heard" in turn:
+                said = ANSWERS[part][turn["answer"]]
+                turn["verdict"] = judge(turn["heard"], said, turn["speech_ms"])
+        summary = data["results"][key]
+        summary.update(_cut(turns, summary["answers"]))
+        for ser_key, cases in data["cases"][key].items():
+            summary[f"barge_{ser_key}"].update(_kept(cases))
+    data["settings"]["rejudged"] = {
+        "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "max_wordless_ms": interruptions.MAX_WORDLESS_MS,
+        "echo_similarity": interruptions.ECHO_SIMILARITY,
+    }
+    print(table(WORDS_HEADERS, words_rows(data["results"])))
+    write_json(out, data)
+    print(f"wrote {out}")
+    return 0
+
+
+def words_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for key, s in results.items():
+        if "cut_per_100" not in s:
+            continue
+        candidate, part = key.rsplit("/", 1)
+        row = [candidate, part, fmt(s["self_per_100"], 0), fmt(s["cut_per_100"], 0)]
+        row += [fmt(s["self_listening_per_100"], 0), fmt(s["cut_listening_per_100"], 0)]
+        for ser in SERS_DB:
+            b = s[f"barge_{ser:g}db"]
+            row += [f"{fmt(b['within_1s_pct'], 0)} %", f"{fmt(b['kept_pct'], 0)} %"]
+        for ser in SERS_DB:
+            b = s[f"barge_{ser:g}db"]
+            row += [f"{fmt(b['product_within_1s_pct'], 0)} %", f"{fmt(b['product_kept_pct'], 0)} %"]
+        rows.append(row)
+    return rows
 
 
 def rows_for(results: dict[str, dict[str, Any]], with_wer: bool) -> list[list[str]]:
@@ -828,12 +1082,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 echo paths per part")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
     parser.add_argument("--wer", type=int, default=0, metavar="N", help="Whisper WER, N/part")
+    parser.add_argument(
+        "--words",
+        action="store_true",
+        help="Whisper and the session's judge on each turn: answers cut, barge-ins kept",
+    )
+    parser.add_argument(
+        "--rejudge",
+        type=Path,
+        metavar="JSON",
+        help="re-read a --words run's transcripts with the current judge (no audio, no Whisper)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
         "--gate-db", type=float, help=f"the echo gate of webrtc/webrtc+ns (default {GATE_DB})"
     )
     args = parser.parse_args(argv)
+    if args.rejudge is not None:
+        return rejudge(args.rejudge, args.out)
     if args.gate_db is not None:
         GATE_DB_OVERRIDE.append(args.gate_db)
     n_paths = 3 if args.quick else args.paths
@@ -859,11 +1126,14 @@ def main(argv: list[str] | None = None) -> int:
         for part in PARTS:
             log(f"{part} part:")
             tallies[part], part_paths, clips[part] = run_part(
-                part, n_paths, candidates, answers, vad_cfg, Path(tmp), args.wer, log
+                part, n_paths, candidates, answers, vad_cfg, Path(tmp), args.wer, log, args.words
             )
             paths[part] = [p.record() for p in part_paths]
     cancelling_s = time.time() - started
     stt = add_wer(tallies, clips, log) if args.wer else None
+    words_candidates = [c for c in candidates if c in WORDS_CANDIDATES]
+    if args.words and words_candidates:
+        stt = add_words(tallies, words_candidates, log)
     for candidate in [*candidates, "no echo"]:
         for part in PARTS:
             results[f"{candidate}/{part}"] = tallies[part][candidate].summary()
@@ -885,6 +1155,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.wer:
         headers.append("WER 0 dB")
     print(table(headers, rows_for(results, bool(args.wer))))
+    if args.words:
+        print()
+        print(table(WORDS_HEADERS, words_rows(results)))
     write_json(
         args.out,
         {
@@ -905,6 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
                 "visitor_voices": VISITOR_VOICES,
                 "stt": stt,
                 "wer_per_part": args.wer,
+                "words": args.words,
             },
             "timing_s": {
                 "until_whisper": round(cancelling_s, 1),
@@ -913,9 +1187,18 @@ def main(argv: list[str] | None = None) -> int:
             "paths": paths,
             "results": results,
             "cases": {
-                f"{c}/{p}": {f"{ser:g}db": cs for ser, cs in tallies[p][c].cases.items()}
+                f"{c}/{p}": {
+                    f"{ser:g}db": [_public(case) for case in cs]
+                    for ser, cs in tallies[p][c].cases.items()
+                }
                 for p in PARTS
                 for c in [*candidates, "no echo"]
+            },
+            "false_turns": {
+                f"{c}/{p}": [_public(t) for t in tallies[p][c].false_turns]
+                for p in PARTS
+                for c in words_candidates
+                if args.words
             },
         },
     )
