@@ -206,7 +206,7 @@ def add_window_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stt-window",
         default=None,
-        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (full)",
+        help="[stt] encoder_window: seconds or 'full' (30 s); default: the config's (20 on a CPU)",
     )
 
 

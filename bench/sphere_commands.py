@@ -2,7 +2,7 @@
 
 Usage:
     python bench/sphere_commands.py                    # 4 voices, clean and babble
-    python bench/sphere_commands.py --stt-window 20 --out /tmp/c20.json
+    python bench/sphere_commands.py --stt-window full --out /tmp/c30.json
     python bench/sphere_commands.py --voices en-us --noise clean
 
 A 32-clip playlist of real catalog datasets, as a science museum might open, and three

@@ -4,7 +4,7 @@ has finished without the fixed 500 ms wait? A curve over ``[vad] eagerness``.
 Usage:
     python bench/turn_taking.py                       # every eagerness, tune and test parts
     python bench/turn_taking.py --limit 40 --out /tmp/turns.json
-    python bench/turn_taking.py --stt-window 20   # a 20 s encoder window (default: 30 s)
+    python bench/turn_taking.py --stt-window full  # the 30 s window (default: 20 s on a CPU)
 
 The set is built from the visitor-question set (bench/visitor_set.py, written from the
 catalog's science in visitors' words) and keeps its split by topic: the **test** part is for

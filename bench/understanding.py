@@ -4,7 +4,7 @@ Usage:
     python bench/understanding.py                     # 2 voices x clean/babble, both parts
     python bench/understanding.py --limit 40 --voices en-us --out /tmp/u.json
     python bench/understanding.py --stt-model offline:base --out /tmp/u-base.json
-    python bench/understanding.py --stt-window 20 --out /tmp/u-20.json
+    python bench/understanding.py --stt-window full --out /tmp/u-30.json
 
 Every question of the visitor-question set (bench/visitor_set.py: written from the catalog's
 science in visitors' words, right pages per topic, split by topic into a tuning part and a

