@@ -8,6 +8,7 @@ stream into the private PulseAudio server of tests/test_microphone.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,42 @@ async def test_an_answer_goes_on_after_its_echo_a_hum_and_an_oh_wow_and_stops_fo
 async def _done(rec: Recorder, n: int) -> list[ResponseDone]:
     await until(lambda: len(rec.of(ResponseDone)) >= n, 120)
     return rec.of(ResponseDone)
+
+
+@pytest.mark.slow
+async def test_a_turn_that_can_no_longer_end_lets_the_paused_answer_go_on(
+    services: Services,
+    virtual_audio: VirtualAudio,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The VAD restarted (new settings) or the input was cleared while an answer waited for
+    the turn that paused it: that turn will never end, so the answer must not wait for it."""
+    sink = SpeakerSink(virtual_audio.device)
+    rec = Recorder()
+    session = Session(services, rec, output=sink)
+    session.update(barge_in=True, half_duplex=False)
+    speech = read_pcm16(espeak_wav(VISITOR, tmp_path / "v.wav", lead_s=0.3, trail_s=0.0))[0]
+    try:
+        session.ask(LONG_ANSWER)
+        for n, stop_listening in enumerate(
+            [
+                lambda: session.update(
+                    vad=dataclasses.replace(session.settings.vad, end_silence_ms=600)
+                ),
+                session.clear_audio,
+            ],
+            1,
+        ):
+            await _speaking(rec, sink, 1.0)
+            session.feed_audio(speech)  # still talking: the turn is open, the answer paused
+            assert sink.paused
+            stop_listening()
+            await until(lambda n=n: len(rec.of(AnswerResumed)) == n, 10)
+            assert rec.of(AnswerResumed)[-1].reason == "cleared"
+            assert not sink.paused
+        (done,) = await _done(rec, 1)
+    finally:
+        await session.aclose()
+        await sink.aclose()
+    assert done.status == "completed", done
+    assert not rec.of(TranscriptReady)

@@ -44,7 +44,7 @@ class AnswerOutcome:
     link: str | None = None  # the catalog page shown with it
     audio_started: bool = False
     cancel_reason: CancelReason | None = None
-    spoken: list[str] = dataclasses.field(default_factory=list)  # chunks handed to the speaker
+    spoken: list[str] = dataclasses.field(default_factory=list)  # chunks sent to speech so far
 
 
 class Answering:

@@ -201,10 +201,13 @@ class Session:
             raise ValueError(f"unknown session setting(s): {', '.join(sorted(unknown))}")
         new = dataclasses.replace(self.settings, **changes)  # type: ignore[arg-type]
         new.validate()
-        if new.vad != self.settings.vad or new.turn_detection != self.settings.turn_detection:
+        restart = new.vad != self.settings.vad or new.turn_detection != self.settings.turn_detection
+        if restart:
             self._vad = Endpointer(new.vad, self._frame_ms)
             self._ptt.clear()
         self.settings = new
+        if restart:
+            self._resume_unheard()  # the turn that paused an answer will not end now
         return new
 
     def feed_audio(self, pcm16: bytes) -> None:
@@ -471,8 +474,8 @@ class Session:
             self._resume(verdict, heard or "", speech_ms)  # else a later turn, still open, decides
 
     def _resume_unheard(self) -> None:
-        """The input was cleared while an answer waited for the turn that paused it: no turn
-        will end, so the answer goes on."""
+        """The input was cleared (or the VAD restarted) while an answer waited for the turn
+        that paused it: no turn will end, so the answer goes on."""
         if self._paused is not None and not self._paused.checks:
             self._resume("cleared", "", 0)
 
