@@ -977,7 +977,6 @@ def add_words(
     for what it had said so far (a leak can only be of the part already said, so this is as
     lenient to echo as the session at the answer's end)."""
     from catalog.datasets import Catalog
-    from voice.interruptions import judge
     from voice.stt import Transcriber
 
     config = load_config(environ={})
@@ -992,18 +991,23 @@ def add_words(
                 audio = turn.pop("_audio", None)
                 if audio is None:
                     continue
-                heard = transcriber.transcribe(audio)
-                said = ANSWERS[part][turn["answer"]]
-                turn["heard"] = heard
-                turn["verdict"] = judge(heard, said, turn["speech_ms"])
+                turn["heard"] = transcriber.transcribe(audio)
+                _judge(turn, part)
     return transcriber.description
+
+
+def _judge(turn: dict[str, Any], part: str) -> None:
+    """The session's verdict on a transcribed turn, against its answer's text."""
+    from voice.interruptions import judge
+
+    said = ANSWERS[part][turn["answer"]]
+    turn["verdict"] = judge(turn["heard"], said, turn["speech_ms"])
 
 
 def rejudge(source: Path, out: Path) -> int:
     """--rejudge: read a --words run's transcripts again with the current judge (its
     thresholds changed, no audio or Whisper needed); print the words table, write ``out``."""
     from voice import interruptions
-    from voice.interruptions import judge
 
     data = json.loads(source.read_text())
     if not data.get("false_turns"):
@@ -1012,8 +1016,7 @@ def rejudge(source: Path, out: Path) -> int:
         part = key.rsplit("/", 1)[1]
         for turn in [*turns, *(c for cs in data["cases"][key].values() for c in cs)]:
             if "heard" in turn:
-                said = ANSWERS[part][turn["answer"]]
-                turn["verdict"] = judge(turn["heard"], said, turn["speech_ms"])
+                _judge(turn, part)
         summary = data["results"][key]
         summary.update(_cut(turns, summary["answers"]))
         for ser_key, cases in data["cases"][key].items():

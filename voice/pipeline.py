@@ -416,10 +416,10 @@ class Session:
         """Transcribe the turn that interrupted the paused answer, off the event loop."""
         assert self._paused is not None
         self._paused.checks += 1
-        early = self._take_early(event.audio)
+        transcript = self._take_early(event.audio) or self._transcription(event.audio)
         speech_ms = event.audio_ms - self._speech_from_ms
         task = asyncio.get_running_loop().create_task(
-            self._settle_interruption(event, early, self._paused, speech_ms)
+            self._settle_interruption(event, transcript, self._paused, speech_ms)
         )
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
@@ -427,20 +427,14 @@ class Session:
     async def _settle_interruption(
         self,
         event: SpeechStopped,
-        early: asyncio.Future[str] | None,
+        transcript: asyncio.Future[str],
         paused: _PausedAnswer,
         speech_ms: int,
     ) -> None:
         """Cancel the paused answer and queue the turn (a visitor), or resume the answer."""
-        services = self._services
         heard: str | None
         try:
-            if early is not None:
-                heard = await early
-            else:
-                heard = await asyncio.get_running_loop().run_in_executor(
-                    services.stt_executor, services.transcriber.transcribe, event.audio
-                )
+            heard = await transcript
         except asyncio.CancelledError:
             raise
         except Exception:  # cannot tell: a visitor (the queue transcribes again, reports it)
@@ -510,17 +504,22 @@ class Session:
         if self._early is not None:
             self._early[1].cancel()  # frees its place in the executor if it has not started
             self.stats["early_stt_discarded"] += 1
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._services.stt_executor, self._services.transcriber.transcribe, audio
-        )
-        future.add_done_callback(_consume_exception)
+        future = self._transcription(audio)
         self._early = (audio, future)
         if not self._live():
             return  # read faster than real time (a WAV at full speed): the silence decides
         silence_from_ms = self._vad.silence_from_ms
         TurnEndPolicy(self.settings.vad.eagerness).transcribing(self._vad, self.settings.vad)  # type: ignore[arg-type]
         future.add_done_callback(lambda done: self._on_early_transcript(done, silence_from_ms))
+
+    def _transcription(self, audio: bytes) -> asyncio.Future[str]:
+        """Whisper on ``audio`` in the shared executor, started now (an early transcript, or
+        the turn that paused an answer)."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._services.stt_executor, self._services.transcriber.transcribe, audio
+        )
+        future.add_done_callback(_consume_exception)
+        return future
 
     def _live(self) -> bool:
         """Whether audio arrives at about real-time pace (a microphone, a streaming client).
