@@ -359,11 +359,33 @@ async def test_answerer_streams_and_links_a_catalog_page(answerer, catalog: Cata
     assert len(links) <= 1 and all(catalog.is_catalog_url(link.url) for link in links)
 
 
-async def test_four_concurrent_sessions_get_their_own_answers(answerer) -> None:
-    questions = ["What causes a tsunami?", "Why do hurricanes spin?", "What is El Niño?", "Hi"]
-    requests = [AnswerRequest(question=q, audience="kids") for q in questions]
-    together = await asyncio.gather(*(answer(answerer, r) for r in requests))
-    alone = [await answer(answerer, r) for r in requests]
+@pytest.fixture(scope="module")
+def lora_full(tiny_qwen_dir: Path, adapter_dir: Path) -> LoadedModel:
+    return load_model(
+        tiny_cfg(tiny_qwen_dir, adapter=str(adapter_dir), load_in_4bit=False), device="cpu"
+    )
+
+
+async def test_four_concurrent_sessions_get_their_own_answers(
+    tiny_qwen_dir: Path, catalog: Catalog, retriever, lora_full: LoadedModel
+) -> None:
+    """Each of four concurrent sessions gets exactly the answer it gets alone.
+
+    In full precision (float32, the adapter unmerged), where batching is exact. Under 4-bit
+    the compute is bfloat16, whose logits on this random model are often exactly tied, and a
+    batch's shape changes the order of its sums: a greedy token then flips now and then (seen
+    once in CI), which says nothing about whose answer is whose. The 4-bit engine's batching
+    (admission, cancelling one of a batch) is exercised by the engine tests above.
+    """
+    cfg = tiny_cfg(tiny_qwen_dir, load_in_4bit=False)
+    answerer = TransformersAnswerer(cfg, catalog, retriever, lora_full)
+    try:
+        questions = ["What causes a tsunami?", "Why do hurricanes spin?", "What is El Niño?", "Hi"]
+        requests = [AnswerRequest(question=q, audience="kids") for q in questions]
+        together = await asyncio.gather(*(answer(answerer, r) for r in requests))
+        alone = [await answer(answerer, r) for r in requests]
+    finally:
+        await answerer.aclose()
     assert ["".join(t) for t, _ in together] == ["".join(t) for t, _ in alone]
     assert len({"".join(t) for t, _ in together}) > 1
 
