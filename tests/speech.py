@@ -90,8 +90,12 @@ def espeak_wav(
     channels: int = 1,
     noise_kind: Literal["white", "pink"] = "white",
     seed: int = 0,
+    ssml: bool = False,
 ) -> Path:
     """Speak ``text`` into a 16-bit WAV at ``rate``, with silence around it and optional noise.
+
+    ``ssml``: ``text`` is SSML (``<speak>... <break time="500ms"/> ...</speak>``), for a pause
+    inside one utterance whose intonation goes on across it.
 
     ``noise_db`` is the noise's RMS level in dBFS, mixed over the whole file (silences too,
     as in a real room). ``channels=2`` writes the same signal on both channels, for testing
@@ -101,7 +105,9 @@ def espeak_wav(
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "espeak.wav"
-        _run([espeak, "-v", voice, "-s", str(speed), "-w", str(raw), text])
+        _run(
+            [espeak, *(["-m"] if ssml else []), "-v", voice, "-s", str(speed), "-w", str(raw), text]
+        )
         padded = Path(tmp) / "padded.wav"
         # -D: no dither. sox dithers with a random seed when it writes 16 bits after a rate
         # change, so every run got slightly different audio, and tiny.en heard "What causes a
@@ -152,6 +158,23 @@ def speech_bounds_ms(
     if not len(loud):
         raise ValueError("no speech found in the recording")
     return int(loud[0]) * window_ms, int(loud[-1] + 1) * window_ms
+
+
+def longest_gap_ms(
+    pcm: bytes, rate: int, *, threshold_db: float = -40.0, window_ms: int = 10
+) -> tuple[int, int]:
+    """The longest silence between the first and last speech of a clean recording (windows
+    as in :func:`speech_bounds_ms`): where a pause inside a sentence lies."""
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    size = rate * window_ms // 1000
+    n = len(x) // size
+    rms = np.sqrt(np.mean(x[: n * size].reshape(n, size) ** 2, axis=1)) + 1e-9
+    loud = np.flatnonzero(20.0 * np.log10(rms / rms.max()) > threshold_db)
+    if len(loud) < 2:
+        raise ValueError("no speech found in the recording")
+    gaps = np.diff(loud)
+    at = int(np.argmax(gaps))
+    return int(loud[at] + 1) * window_ms, int(loud[at + 1]) * window_ms
 
 
 def backwards_speech(text: str, path: Path, *, rate: int = 16000, trail_s: float = 1.0) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from settings import ConfigError
-from tests.speech import concat_wavs, espeak_wav, read_pcm16
+from tests.speech import concat_wavs, espeak_wav, longest_gap_ms, read_pcm16, speech_bounds_ms
 from voice.config import VadConfig
 from voice.events import SpeechStopped
 from voice.turn_end import TurnEndPolicy, judge
@@ -53,6 +53,29 @@ def test_eagerness_decides_what_a_verdict_does() -> None:
     for eagerness, actions in expected.items():
         policy = TurnEndPolicy(eagerness)  # type: ignore[arg-type]
         assert {v: policy.action(t) for v, t in said.items()} == actions, eagerness
+
+
+def test_a_verdict_acts_the_same_whoever_gave_it() -> None:
+    """The policy takes verdicts from the early transcript or from another judge of the same
+    audio (bench/turn_taking.py replays an audio turn model through it)."""
+    said = {"complete": "What causes a tsunami?", "unfinished": "What causes the", "unsure": ""}
+    for eagerness in ("off", "low", "medium", "high"):
+        policy = TurnEndPolicy(eagerness)  # type: ignore[arg-type]
+        for verdict, transcript in said.items():
+            assert policy.action_for(verdict) == policy.action(transcript)  # type: ignore[arg-type]
+
+
+def test_a_pause_inside_one_utterance_is_found(tmp_path: Path) -> None:
+    """The turn-taking bench's paused questions: one espeak-ng utterance with an SSML break,
+    so the voice carries on across the pause; the helper finds where the pause lies."""
+    ssml = '<speak>Why do hurricanes <break time="600ms"/> spin around?</speak>'
+    pcm, rate = read_pcm16(espeak_wav(ssml, tmp_path / "p.wav", ssml=True))
+    start, end = speech_bounds_ms(pcm, rate)
+    gap_from, gap_to = longest_gap_ms(pcm, rate)
+    assert start < gap_from < gap_to < end
+    assert 550 <= gap_to - gap_from <= 800  # the break, plus the silence of its word edges
+    whole, _ = read_pcm16(espeak_wav("Why do hurricanes spin around?", tmp_path / "w.wav"))
+    assert len(pcm) - len(whole) >= 2 * rate * 500 // 1000  # the SSML break was spoken
 
 
 def test_bad_eagerness_is_a_config_error() -> None:

@@ -103,7 +103,10 @@ class TurnEndPolicy:
 
     def action(self, transcript: str) -> Action:
         """What to do with a turn whose early transcript is ``transcript``."""
-        verdict = judge(transcript)
+        return self.action_for(judge(transcript))
+
+    def action_for(self, verdict: Verdict) -> Action:
+        """What to do with a turn judged ``verdict`` (by its words or its sound)."""
         if self.waits_longer(verdict):
             return "hold"
         return "end" if self.ends_now(verdict) else "silence"
@@ -122,7 +125,14 @@ class TurnEndPolicy:
     def heard(self, endpointer: Endpointer, cfg: VadConfig, transcript: str) -> list[SpeechStopped]:
         """Apply the early transcript's verdict to the turn still in its silence; returns the
         end of the turn if it ends now."""
-        action = self.action(transcript)
+        return self.apply(endpointer, cfg, judge(transcript))
+
+    def apply(
+        self, endpointer: Endpointer, cfg: VadConfig, verdict: Verdict
+    ) -> list[SpeechStopped]:
+        """Apply a verdict (of the early transcript, or of the turn model on the same audio) to
+        the turn still in its silence; returns the end of the turn if it ends now."""
+        action = self.action_for(verdict)
         if action == "hold":
             endpointer.hold(cfg.unfinished_silence_ms)
             return []
