@@ -36,11 +36,14 @@ system-test: system
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# --no-compile: pip byte-compiles every file it installs (torch and transformers are thousands);
+# Python compiles the few hundred modules a run imports on first use instead. On 2 cores the
+# install takes 95 s instead of 185 s (a fresh clone's `make test`, CI).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip setuptools
-	if [ -n "$(TORCH)" ]; then $(PIP) install -q "$(TORCH)"; fi
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-compile --upgrade pip setuptools
+	if [ -n "$(TORCH)" ]; then $(PIP) install -q --no-compile "$(TORCH)"; fi
+	$(PIP) install -q --no-compile -e ".[dev]"
 	touch $(STAMP)
 
 ## demo: speak a bundled question, answer it on the offline default, write out/answer.wav
