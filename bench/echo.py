@@ -145,6 +145,7 @@ SERS_DB = (0.0, -6.0)
 SPEEX_FILTERS_MS = {"speex-100": 100, "speex-300": 300}
 CANDIDATES = ("none", "webrtc-ungated", "webrtc", "webrtc+ns", "speex-100", "speex-300")
 GATE_DB_OVERRIDE: list[float | None] = []  # --gate-db, for tuning on the tune part
+DRIFT_PPM: list[float] = []  # --drift-ppm: the speaker's clock runs this much fast
 PARTS = ("tune", "test")
 WORDS_CANDIDATES = ("webrtc",)  # --words: the product's canceller
 WORDS_LISTEN_S = 10.0  # --words: how long after a pause its turn may take to end
@@ -464,8 +465,23 @@ def room_echo(path: EchoPath, far48: np.ndarray) -> np.ndarray:
 
     n16 = len(far48) // 3
     driven = np.tanh(path.drive * far48.astype(np.float64)) / path.drive
-    driven16 = resample(driven.astype(np.float32), DEVICE_RATE, RATE)[:n16]
+    if DRIFT_PPM and DRIFT_PPM[0]:
+        import soxr
+
+        # The speaker's DAC plays its 48 kHz samples at 48 kHz x (1 + drift) by the
+        # microphone's clock (two devices, two crystals): the echo runs ahead of (or behind)
+        # the reference by drift x elapsed time.
+        played = soxr.resample(driven.astype(np.float32), DEVICE_RATE * drift_ratio(), RATE)
+        driven16 = np.zeros(n16, dtype=np.float32)
+        driven16[: min(n16, len(played))] = played[:n16]
+    else:
+        driven16 = resample(driven.astype(np.float32), DEVICE_RATE, RATE)[:n16]
     return fftconvolve(driven16.astype(np.float64), path.rir)[:n16]
+
+
+def drift_ratio() -> float:
+    """The speaker's rate over the microphone's (1.0 without ``--drift-ppm``)."""
+    return 1.0 + (DRIFT_PPM[0] if DRIFT_PPM else 0.0) * 1e-6
 
 
 def paused(stream: Stream, path: EchoPath, at: int, until: int) -> Stream:
@@ -577,10 +593,16 @@ def _processor(
             gate_db=None if candidate == "webrtc-ungated" else gate_db,
         )
         far48 = _to_i16(stream.far48)
+        ratio = drift_ratio()
 
         def webrtc(k: int) -> bytes:
-            reference.push(far48[k * DEVICE_BLOCK : (k + 1) * DEVICE_BLOCK], DEVICE_RATE)
-            return canceller.process(mic[k * BLOCK : (k + 1) * BLOCK].tobytes())
+            # What the speaker played during microphone block k: with clock drift, a few
+            # samples more (or fewer) than one block, as its PortAudio callbacks hand them over.
+            # The simulated host clock is the microphone's; the product passes callback times.
+            start, end = round(k * DEVICE_BLOCK * ratio), round((k + 1) * DEVICE_BLOCK * ratio)
+            now = (k + 1) * BLOCK_MS / 1000
+            reference.push(far48[start:end], DEVICE_RATE, at=now)
+            return canceller.process(mic[k * BLOCK : (k + 1) * BLOCK].tobytes(), captured_at=now)
 
         return webrtc, lambda: canceller.converged
     from speexdsp import EchoCanceller as SpeexCanceller
@@ -1101,11 +1123,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gate-db", type=float, help=f"the echo gate of webrtc/webrtc+ns (default {GATE_DB})"
     )
+    parser.add_argument(
+        "--drift-ppm",
+        type=float,
+        default=0.0,
+        help="the speaker's clock runs this many parts per million faster than the "
+        "microphone's (separate devices); negative: slower",
+    )
     args = parser.parse_args(argv)
     if args.rejudge is not None:
         return rejudge(args.rejudge, args.out)
     if args.gate_db is not None:
         GATE_DB_OVERRIDE.append(args.gate_db)
+    if args.drift_ppm:
+        DRIFT_PPM.append(args.drift_ppm)
     n_paths = 3 if args.quick else args.paths
 
     def log(message: str) -> None:
@@ -1172,6 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
                 "speex_installed": speex_available(),
                 "block_ms": BLOCK_MS,
                 "device_rate": DEVICE_RATE,
+                "drift_ppm": args.drift_ppm,
                 "sers_db": list(SERS_DB),
                 "detect_ms": DETECT_MS,
                 "erle_skip_s": ERLE_SKIP_S,

@@ -101,6 +101,53 @@ def test_the_speakers_echo_is_removed_and_the_canceller_says_so(answer: np.ndarr
     assert canceller.converged and health.erle_db >= 15 and health.echo_db >= 20, health
 
 
+def _run_on_two_clocks(
+    canceller: EchoCanceller, played: np.ndarray, ppm: float, *, timed: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`_run`, with the speaker's clock ``ppm`` fast against the microphone's: each
+    30 ms of microphone time the speaker takes a few samples more than 30 ms of its audio, and
+    the room hears it that much sooner. ``timed``: the blocks carry their callback times, as
+    the product's do (the canceller can then measure the drift)."""
+    ratio = 1.0 + ppm * 1e-6
+    at_device = resample(played.astype(np.float32), RATE, DEVICE_RATE)
+    far = np.clip(np.round(at_device * 32767), -32768, 32767).astype(np.int16)
+    heard = resample(at_device, DEVICE_RATE, RATE)  # the speaker's sound, on its own clock ...
+    on_mic_clock = np.interp(np.arange(len(heard)) * ratio, np.arange(len(heard)), heard)
+    mic = _room(on_mic_clock) + _noise(len(heard))  # ... as the microphone's clock samples it
+    near = np.clip(np.round(mic * 32767), -32768, 32767).astype(np.int16)
+    block, device_block = RATE * BLOCK_MS // 1000, DEVICE_RATE * BLOCK_MS // 1000
+    out = []
+    for n in range(len(near) // block):
+        now = (n + 1) * BLOCK_MS / 1000
+        start, end = round(n * device_block * ratio), round((n + 1) * device_block * ratio)
+        canceller.reference.push(far[start:end], DEVICE_RATE, at=now if timed else None)
+        frame = near[n * block : (n + 1) * block].tobytes()
+        out.append(np.frombuffer(canceller.process(frame, now if timed else None), "<i2"))
+    cleaned = np.concatenate(out).astype(np.float64) / 32768.0
+    return mic[: len(cleaned)], cleaned
+
+
+def test_a_speaker_on_its_own_clock_is_followed(answer: np.ndarray) -> None:
+    """A USB microphone and a separate speaker: two crystals, here 500 ppm apart. The
+    canceller measures the drift from the callbacks and resamples the reference to match, so
+    the echo is still removed after a minute (voice/audio/clock_drift.py)."""
+    played = np.tile(answer, 6)  # about a minute of talking
+    canceller = EchoCanceller(EchoReference(), delay_ms=20)
+    before, after = _run_on_two_clocks(canceller, played, 500.0)
+    assert abs(canceller.drift_ppm - 500.0) < 10.0, canceller.drift_ppm
+    last = slice(len(after) - 15 * RATE, len(after) - RATE)
+    erle = _db(before[last]) - _db(after[last])
+    assert erle >= 20, erle
+
+
+def test_without_callback_times_the_reference_is_left_as_it_is(answer: np.ndarray) -> None:
+    """A recording or a simulation fed without times cannot show two clocks: nothing is
+    measured and the reference is not resampled."""
+    canceller = EchoCanceller(EchoReference(), delay_ms=20)
+    _run_on_two_clocks(canceller, np.tile(answer, 4), 500.0, timed=False)
+    assert canceller.drift_ppm == 0.0
+
+
 def test_a_visitor_talking_over_the_answer_is_kept(answer: np.ndarray, tmp_path: Path) -> None:
     """Double talk: the echo goes, the visitor's words stay (same level, same waveform)."""
     visitor = _speech("Wait, what about volcanoes?", tmp_path / "v.wav", voice="en-gb+f3")
@@ -204,7 +251,7 @@ def test_reference_nobody_consumes_is_bounded() -> None:
     for _ in range(int(10 * MAX_REFERENCE_S)):
         reference.push(block, DEVICE_RATE)
     reference.push(block, DEVICE_RATE)
-    kept = sum(len(b) for b, _ in reference.take())
+    kept = sum(len(b) for b, _, _ in reference.take())
     assert kept <= MAX_REFERENCE_S * DEVICE_RATE
     assert reference.dropped_s >= 0.1
     assert reference.take() == []

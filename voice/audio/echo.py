@@ -24,6 +24,7 @@ does not hear the speaker at all); until then it is half duplex.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import deque
@@ -32,11 +33,14 @@ from time import monotonic
 
 import numpy as np
 
+from voice.audio.clock_drift import ClockDrift, Stretch
 from voice.audio.format import SAMPLE_RATE
 from voice.audio.framing import Framer
 from voice.audio.resample import PcmStream
 from voice.audio.webrtc_apm import APM_FRAME, new_apm
 from voice.audio.webrtc_apm import frame as apm_frame
+
+log = logging.getLogger(__name__)
 
 MAX_REFERENCE_S = 2.0
 """Reference not yet consumed beyond this is dropped, oldest first: a microphone that stopped
@@ -57,6 +61,13 @@ BELOW_ECHO_DB = 20.0
 """While the speaker plays, what is left more than this under the echo's usual level at the
 microphone (dB) is taken for leftover echo, not a visitor (see :meth:`EchoCanceller._gate`)."""
 
+DRIFT_CHECK_FRAMES = 100
+"""How often (10 ms frames) the clock ratio is looked at."""
+DRIFT_STEP = 20e-6
+"""Stretch the reference anew when the measured ratio moves by 20 ppm (what is left, a 1 ms
+shift of the echo every 50 s, AEC3 follows; about twice the estimate's error, so its noise
+does not keep nudging the reference)."""
+
 MIN_FLOOR_DB = -90.0
 """The room's floor is never taken as lower than this (dBFS): a virtual or digital microphone
 is exactly silent between answers, and an inaudible residual must not count as loud over it."""
@@ -76,9 +87,10 @@ class EchoReference:
         self._lock = threading.Lock()
         self.dropped_s = 0.0
 
-    def push(self, block: np.ndarray, sample_rate: int) -> None:
-        """One block of mono int16 as handed to the device (silence included)."""
-        pushed_at = monotonic()
+    def push(self, block: np.ndarray, sample_rate: int, at: float | None = None) -> None:
+        """One block of mono int16 as handed to the device (silence included), now or at the
+        ``time.monotonic()`` given (a simulation's clock)."""
+        pushed_at = monotonic() if at is None else at
         with self._lock:
             self._blocks.append((block, sample_rate, pushed_at))
             self._samples += len(block)
@@ -87,15 +99,15 @@ class EchoReference:
                 self._samples -= len(old)
                 self.dropped_s += len(old) / rate
 
-    def take(self, until: float | None = None) -> list[tuple[np.ndarray, int]]:
-        """What was pushed since the last call, oldest first: all of it, or only the blocks
-        pushed at or before ``until`` (a ``time.monotonic()``)."""
+    def take(self, until: float | None = None) -> list[tuple[np.ndarray, int, float]]:
+        """What was pushed since the last call, oldest first, with when it was pushed: all
+        of it, or only the blocks pushed at or before ``until`` (a ``time.monotonic()``)."""
         taken = []
         with self._lock:
             while self._blocks and (until is None or self._blocks[0][2] <= until):
-                block, rate, _ = self._blocks.popleft()
+                block, rate, pushed_at = self._blocks.popleft()
                 self._samples -= len(block)
-                taken.append((block, rate))
+                taken.append((block, rate, pushed_at))
         return taken
 
 
@@ -258,6 +270,11 @@ class EchoCanceller:
         self._apm = new_apm(echo_cancellation=True, noise_suppression=noise_suppression)
         self._delay_ms = max(0, int(delay_ms))
         self._streams: dict[int, PcmStream] = {}  # the speaker's rate(s) to 16 kHz
+        self._drift = ClockDrift()
+        self._stretch = Stretch()
+        self._ratio = 1.0  # the speaker's clock over the microphone's, as compensated now
+        self._frames = 0
+        self._dropped_s = 0.0
         self._far = np.zeros(0, dtype=np.int16)  # reference at 16 kHz not yet fed
         self._near = Framer(10)  # microphone bytes short of a 10 ms frame wait here
         self._recent_far_db: deque[float] = deque([-120.0], maxlen=REFERENCE_HOLD_FRAMES)
@@ -281,9 +298,14 @@ class EchoCanceller:
         feeding all the reference before a burst would shift the echo's delay by the burst's
         length each time, which AEC3 must find again, letting echo through meanwhile.
         """
+        if captured_at is not None:
+            self._drift.microphone(len(pcm16) / 2 / SAMPLE_RATE, captured_at)
         self._feed_reference(captured_at)
         out = bytearray()
         for ten_ms in self._near.push(pcm16):
+            self._frames += 1
+            if self._frames % DRIFT_CHECK_FRAMES == 0:
+                self._follow_drift()
             frame = bytearray(ten_ms)
             mic_in_db = _level_db(np.frombuffer(frame, dtype="<i2"))
             self._apm.set_stream_delay_ms(self._delay_ms)  # AEC3 expects it before each frame
@@ -325,13 +347,41 @@ class EchoCanceller:
         samples = np.frombuffer(frame, dtype="<i2").astype(np.float32) * scale
         return np.round(samples).astype("<i2").tobytes()
 
+    @property
+    def drift_ppm(self) -> float:
+        """How much faster the speaker's clock runs than the microphone's, as compensated
+        (parts per million; 0 until measured, or on one clock)."""
+        return (self._ratio - 1.0) * 1e6
+
+    def _follow_drift(self) -> None:
+        """Stretch the reference onto the microphone's clock when the measured ratio has
+        moved (:mod:`voice.audio.clock_drift`): a second of the speaker's audio lasts
+        1 / ratio seconds of the microphone's."""
+        ratio = self._drift.ratio()
+        if ratio is None or abs(ratio - self._ratio) < DRIFT_STEP:
+            return
+        log.info(
+            "echo cancelling: the speaker's clock runs %+.0f ppm against the microphone's; "
+            "its audio is stretched to match",
+            (ratio - 1.0) * 1e6,
+        )
+        self._ratio = ratio
+
     def _feed_reference(self, until: float | None) -> None:
         """Hand AEC3 the speaker audio played (until then), in 10 ms frames."""
-        for block, rate in self.reference.take(until):
+        if self.reference.dropped_s != self._dropped_s:  # a gap the clocks cannot be read over
+            self._dropped_s = self.reference.dropped_s
+            self._drift = ClockDrift()
+        for block, rate, pushed_at in self.reference.take(until):
+            if until is not None:  # real (or simulated) callback times: the clocks can be read
+                self._drift.speaker(len(block) / rate, pushed_at)
             stream = self._streams.get(rate)
             if stream is None:
                 stream = self._streams[rate] = PcmStream(rate, SAMPLE_RATE)
             pcm = np.frombuffer(stream.convert(block.astype("<i2").tobytes()), dtype="<i2")
+            if self._ratio != 1.0:  # onto the microphone's clock
+                stretched = self._stretch.process(pcm, self._ratio)
+                pcm = np.clip(np.round(stretched), -32768, 32767).astype(np.int16)
             self._far = np.concatenate([self._far, pcm])
         whole = len(self._far) // APM_FRAME * APM_FRAME
         for start in range(0, whole, APM_FRAME):
