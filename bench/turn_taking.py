@@ -51,9 +51,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from xml.sax.saxutils import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -80,6 +81,7 @@ from voice.turn_end import TurnEndPolicy, Verdict, judge
 from voice.vad import Endpointer
 
 RESULTS = RESULTS_DIR / "turn_taking.json"
+T = TypeVar("T")
 RATE = 16000
 EAGERNESS = ("off", "low", "medium", "high")
 TURN_MODELS = ("words", "smart-turn", "smart-turn+words")
@@ -161,45 +163,29 @@ def build(catalog: Catalog, limit: int | None, folder: Path, part: str = "both")
     return items
 
 
-class CachedWhisper:
-    """The real transcriber; each distinct audio is transcribed once and its time kept."""
+class Timed(Generic[T]):
+    """A real model on audio (Whisper, the turn model): each distinct audio is run once and
+    the time it took kept, so every eagerness replays the same results at the same delays."""
 
-    def __init__(self, transcriber: Transcriber) -> None:
-        self._transcriber = transcriber
-        self._seen: dict[str, tuple[str, float]] = {}
+    def __init__(self, run: Callable[[bytes], T]) -> None:
+        self._run = run
+        self._seen: dict[str, tuple[T, float]] = {}
 
-    def __call__(self, audio: bytes) -> tuple[str, float]:
+    def __call__(self, audio: bytes) -> tuple[T, float]:
         key = hashlib.sha256(audio).hexdigest()
         if key not in self._seen:
             start = time.perf_counter()
-            text = self._transcriber.transcribe(audio)
-            self._seen[key] = (text, (time.perf_counter() - start) * 1000.0)
+            result = self._run(audio)
+            self._seen[key] = (result, (time.perf_counter() - start) * 1000.0)
         return self._seen[key]
-
-
-class CachedTurnModel:
-    """The real Smart Turn model; each distinct audio is judged once and its time kept."""
-
-    def __init__(self, model: SmartTurn) -> None:
-        self._model = model
-        self._seen: dict[str, tuple[float, float]] = {}
-
-    def __call__(self, audio: bytes) -> tuple[Verdict, float]:
-        key = hashlib.sha256(audio).hexdigest()
-        if key not in self._seen:
-            start = time.perf_counter()
-            probability = self._model.probability(audio)
-            self._seen[key] = (probability, (time.perf_counter() - start) * 1000.0)
-        probability, took_ms = self._seen[key]
-        return audio_verdict(probability), took_ms
 
 
 def replay(
     item: Item,
     vad_cfg: VadConfig,
     policy: TurnEndPolicy,
-    whisper: CachedWhisper,
-    turn_model: CachedTurnModel | None = None,
+    whisper: Timed[str],
+    turn_model: Timed[float] | None = None,
     words: bool = True,
     answer_ms: float = 244.0,
 ) -> Outcome:
@@ -243,8 +229,9 @@ def replay(
         if audio is not None:
             silence_from = endpointer.silence_from_ms
             if turn_model is not None:
-                verdict, took_ms = turn_model(audio)
-                pending.append((now_ms + frame_ms + took_ms, verdict, silence_from))
+                probability, took_ms = turn_model(audio)
+                due = now_ms + frame_ms + took_ms
+                pending.append((due, audio_verdict(probability), silence_from))
             text, took_ms = whisper(audio)  # the session transcribes early either way
             out.heard.append(text)
             ready[silence_from] = now_ms + frame_ms + took_ms
@@ -324,11 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         items = build(catalog, args.limit, Path(tmp), args.part)
     transcriber = Transcriber.load(config.stt, catalog)  # as the session loads it
-    whisper = CachedWhisper(transcriber)
-    smart_turn = None
+    whisper = Timed(transcriber.transcribe)
+    smart_turn: Timed[float] | None = None
     if set(args.turn_model) - {"words"}:
         try:
-            smart_turn = CachedTurnModel(SmartTurn.load())
+            smart_turn = Timed(SmartTurn.load().probability)
         except TurnModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
