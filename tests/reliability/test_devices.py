@@ -62,7 +62,6 @@ async def test_speaker_vanishing_mid_answer_is_a_clear_error_for_that_turn(
     sink = SpeakerSink(virtual_audio.device, stall_timeout_s=1.0)
     rec = Recorder()
     session = Session(services, rec, output=sink)
-    session.update(audience="kids")  # one short sentence: the answer plays in real time
     try:
         failed = await _freeze_speaker_mid_answer(session, rec, sink, virtual_audio)
         assert failed.status == "failed"
@@ -86,7 +85,6 @@ async def test_speaker_plays_again_once_the_device_is_back(
     sink = SpeakerSink(virtual_audio.device, stall_timeout_s=1.0)
     rec = Recorder()
     session = Session(services, rec, output=sink)
-    session.update(audience="kids")  # one short sentence: the answer plays in real time
     try:
         await _freeze_speaker_mid_answer(session, rec, sink, virtual_audio)
         await asyncio.sleep(1.0)  # the sound server is running again
